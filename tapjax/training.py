@@ -1,0 +1,308 @@
+r"""Training engine: SGD with momentum on the L2 multi-class hinge loss (Table 1).
+
+One chunk of optimizer steps (an epoch, or the stretch between two checkpoints) is a single
+jitted :func:`jax.lax.scan` over mini-batch indices; the data live on the device and batches
+are gathered inside the scan, so no Python runs per step. Each epoch's shuffle is
+``jax.random.permutation(fold_in(shuffle_key, epoch), n)`` — a function of (seed, epoch) only —
+which is what makes a resumed run bit-identical to an uninterrupted one.
+
+Time ``t`` is measured in epochs: ``t = step / steps_per_epoch`` (fractional inside an epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tapjax import checkpoints as ckpt
+from tapjax.data import Dataset
+from tapjax.losses import DEFAULT_MARGIN, mean_loss
+from tapjax.models import MLP, ModelConfig, config_from_dict, init_params, preprocess
+from tapjax.progress import ProgressBar
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run (stored in every checkpoint).
+
+    Attributes:
+      model: architecture.
+      lr: SGD learning rate (paper: 1e-4 and 1e-6).
+      momentum: heavy-ball momentum (0.9).
+      batch_size: 32. The last partial batch of an epoch is dropped.
+      epochs: number of epochs.
+      seed: PRNG seed (init and shuffling).
+      margin: hinge margin (10).
+      schedule: checkpoint times after the first epoch: ``"every"`` (each epoch) or
+        ``"log:K"`` (K log-spaced epochs per decade, always including the last).
+      first_epoch_levels: checkpoints at t = 2^-j, j = levels..1, inside the first epoch
+        (6 → 1/64, 1/32, ..., 1/2), plus t = 0 and t = 1.
+      dataset: name of the data the run trains on (informational).
+    """
+
+    model: ModelConfig = ModelConfig()
+    lr: float = 1e-4
+    momentum: float = 0.9
+    batch_size: int = 32
+    epochs: int = 1
+    seed: int = 0
+    margin: float = DEFAULT_MARGIN
+    schedule: str = "log:16"
+    first_epoch_levels: int = 6
+    dataset: str = "embedded"
+
+    def __post_init__(self):
+        if self.lr <= 0 or not np.isfinite(self.lr):
+            raise ValueError(f"lr={self.lr}: must be a positive finite number")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.epochs < 0:
+            raise ValueError(f"epochs={self.epochs}: must be >= 0")
+        _parse_schedule(self.schedule)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "TrainConfig":
+        return TrainConfig(**{**d, "model": config_from_dict(d["model"])})
+
+
+def _parse_schedule(schedule: str) -> int:
+    if schedule == "every":
+        return 0
+    if schedule.startswith("log:"):
+        try:
+            k = int(schedule[4:])
+        except ValueError:
+            k = 0
+        if k >= 1:
+            return k
+    raise ValueError(f"schedule={schedule!r}: use 'every' or 'log:K' with K >= 1 per decade")
+
+
+def checkpoint_steps(cfg: TrainConfig, steps_per_epoch: int) -> list[int]:
+    """Optimizer steps at which checkpoints are written (sorted, unique, includes 0)."""
+    steps = {0}
+    for j in range(cfg.first_epoch_levels, 0, -1):
+        steps.add(max(1, int(round(steps_per_epoch * 2.0 ** -j))))
+    if cfg.epochs >= 1:
+        k = _parse_schedule(cfg.schedule)
+        if k == 0:
+            epochs = range(1, cfg.epochs + 1)
+        else:
+            n = int(np.ceil(k * np.log10(max(cfg.epochs, 1)))) + 1
+            epochs = np.unique(np.round(np.logspace(0, np.log10(cfg.epochs), max(n, 1))).astype(int))
+        steps.update(int(e) * steps_per_epoch for e in epochs)
+        steps.add(cfg.epochs * steps_per_epoch)
+    total = cfg.epochs * steps_per_epoch
+    return sorted(s for s in steps if s <= total)
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    return optax.sgd(cfg.lr, momentum=cfg.momentum)
+
+
+def make_chunk_fn(cfg: TrainConfig) -> Callable:
+    """Jitted ``(params, opt_state, x, y, idx) -> (params, opt_state, losses)``.
+
+    ``x``: preprocessed float inputs ``(n, N_0)``; ``y``: int labels ``(n,)``;
+    ``idx``: int32 ``(n_steps, batch)`` mini-batch indices; ``losses``: ``(n_steps,)``.
+    The scan body is one SGD-momentum step on the mean hinge loss of the batch.
+    """
+    model = MLP(cfg.model)
+    tx = make_optimizer(cfg)
+
+    def loss_fn(params, xb, yb):
+        return mean_loss(model.apply({"params": params}, xb), yb, cfg.margin)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def chunk(params, opt_state, x, y, idx):
+        def body(carry, ib):  # x, y are closed over: scan constants, not carried state
+            params, opt_state = carry
+            loss, grads = jax.value_and_grad(loss_fn)(params, x[ib], y[ib])
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), idx)
+        return params, opt_state, losses
+
+    return chunk
+
+
+def make_error_fn(cfg: TrainConfig) -> Callable:
+    """Jitted ``(params, x, y) -> number of misclassified samples`` on preprocessed ``x``."""
+    model = MLP(cfg.model)
+
+    @jax.jit
+    def wrong(params, x, y):
+        return jnp.sum(jnp.argmax(model.apply({"params": params}, x), -1) != y)
+
+    return wrong
+
+
+def epoch_batches(shuffle_key: jax.Array, epoch: int, n: int, batch_size: int) -> jax.Array:
+    """``(n // batch_size, batch_size)`` int32 indices of epoch ``epoch`` (0-based)."""
+    perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
+    steps = n // batch_size
+    return perm[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
+
+
+def _validation_error(wrong_fn, params, x, y, batch: int = 10000) -> float:
+    total = 0
+    for i in range(0, x.shape[0], batch):
+        total += int(wrong_fn(params, x[i:i + batch], y[i:i + batch]))
+    return total / max(1, x.shape[0])
+
+
+@dataclasses.dataclass
+class TrainResult:
+    params: dict[str, Any]
+    history: list[dict[str, Any]]  # per-epoch rows: epoch, step, t, train_loss, val_error
+    workdir: str
+    seconds: float
+
+
+def _state_arrays(params, opt_state, step, history_len) -> dict[str, np.ndarray]:
+    arrays = {f"params/{k}": v for k, v in ckpt.flatten_dict(params).items()}
+    for i, leaf in enumerate(jax.tree_util.tree_leaves(opt_state)):
+        arrays[f"opt/{i:04d}"] = np.asarray(leaf)
+    arrays["step"] = np.asarray(step, np.int64)
+    arrays["history_len"] = np.asarray(history_len, np.int64)
+    return arrays
+
+
+def _restore_state(path: str, params_tmpl, opt_tmpl):
+    z = ckpt.read_npz(path)
+    try:
+        params = ckpt.unflatten_dict({k[7:]: jnp.asarray(v) for k, v in z.items() if k.startswith("params/")})
+        leaves, treedef = jax.tree_util.tree_flatten(opt_tmpl)
+        opt_leaves = [jnp.asarray(z[f"opt/{i:04d}"]) for i in range(len(leaves))]
+        step, hlen = int(z["step"]), int(z["history_len"])
+    except KeyError as e:
+        raise ckpt.CheckpointError(f"{path}: incomplete training state (missing {e}); delete it to restart") from e
+    if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(params_tmpl) or any(
+            a.shape != b.shape for a, b in zip(jax.tree_util.tree_leaves(params),
+                                               jax.tree_util.tree_leaves(params_tmpl))):
+        raise ckpt.CheckpointError(f"{path}: parameter shapes do not match the model config")
+    return params, jax.tree_util.tree_unflatten(treedef, opt_leaves), step, hlen
+
+
+def _check_same_run(workdir: str, cfg: TrainConfig) -> None:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        try:
+            old = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ckpt.CheckpointError(f"{path}: corrupt run config ({e})") from e
+    new = cfg.to_dict()
+    diffs = [k for k in new if k not in ("epochs",) and old.get(k) != json.loads(json.dumps(new[k]))]
+    if diffs:
+        detail = ", ".join(f"{k}: {old.get(k)!r} (on disk) vs {new[k]!r}" for k in diffs)
+        raise ckpt.CheckpointError(
+            f"{workdir} holds a different run ({detail}); use another --workdir to start a new run "
+            "(only --epochs may change when resuming)")
+
+
+def train(cfg: TrainConfig, data: Dataset, workdir: str, *, progress: bool = True,
+          resume: bool = True, stop_after_step: int | None = None) -> TrainResult:
+    """Trains the MLP of ``cfg`` on ``data``, writing checkpoints to ``workdir``.
+
+    Resumes from ``workdir/state.npz`` when present (same config required; ``epochs`` may
+    grow). ``stop_after_step`` stops early after the first chunk ending at or past that step
+    (used to test interruption); the state on disk is then exactly that of a killed run.
+
+    Returns:
+      :class:`TrainResult` with the final params and the per-epoch history.
+    """
+    if data.input_dim != cfg.model.input_dim:
+        raise ValueError(f"dataset {data.name}: inputs have {data.input_dim} features but "
+                         f"model.input_dim={cfg.model.input_dim}")
+    if data.num_classes > cfg.model.widths[-1]:
+        raise ValueError(f"dataset {data.name} has {data.num_classes} classes but the output layer "
+                         f"has {cfg.model.widths[-1]} units")
+    n = data.x_train.shape[0]
+    spe = n // cfg.batch_size
+    if spe < 1:
+        raise ValueError(f"dataset {data.name}: {n} training samples < batch_size={cfg.batch_size}")
+    os.makedirs(workdir, exist_ok=True)
+    _check_same_run(workdir, cfg)
+    ckpt.atomic_write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
+
+    key_init, key_shuffle = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    params = init_params(cfg.model, key_init)
+    tx = make_optimizer(cfg)
+    opt_state = tx.init(params)
+    step, history = 0, []
+    state_path = os.path.join(workdir, "state.npz")
+    hist_path = os.path.join(workdir, "history.json")
+    if resume and os.path.exists(state_path):
+        params, opt_state, step, hlen = _restore_state(state_path, params, opt_state)
+        if os.path.exists(hist_path):
+            with open(hist_path) as f:
+                history = json.load(f)[:hlen]
+
+    x_tr = preprocess(jnp.asarray(data.x_train), cfg.model.kind)
+    y_tr = jnp.asarray(data.y_train)
+    x_va = preprocess(jnp.asarray(data.x_val), cfg.model.kind)
+    y_va = jnp.asarray(data.y_val)
+    chunk_fn, wrong_fn = make_chunk_fn(cfg), make_error_fn(cfg)
+    meta_base = {"config": cfg.to_dict(), "dataset": data.name, "steps_per_epoch": spe}
+
+    total = cfg.epochs * spe
+    ck_steps = checkpoint_steps(cfg, spe)
+    bounds = sorted(set(ck_steps) | set(range(0, total + 1, spe)))
+    val_err = _validation_error(wrong_fn, params, x_va, y_va)
+    if step == 0:
+        ckpt.save_checkpoint(workdir, params, {**meta_base, "step": 0, "t": 0.0, "epoch": 0,
+                                               "train_loss": None, "val_error": val_err})
+    bar = ProgressBar(cfg.epochs, f"train {cfg.model.kind} lr={cfg.lr:g}", enabled=progress,
+                      start=step / spe)
+    t0 = time.monotonic()
+    epoch_losses: list[float] = []
+    perm_epoch, idx = -1, None
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi <= step:
+            continue
+        epoch = lo // spe
+        if epoch != perm_epoch:
+            idx = epoch_batches(key_shuffle, epoch, n, cfg.batch_size)
+            perm_epoch = epoch
+        params, opt_state, losses = chunk_fn(params, opt_state, x_tr, y_tr,
+                                             idx[lo - epoch * spe: hi - epoch * spe])
+        losses = np.asarray(losses)
+        if not np.all(np.isfinite(losses)):
+            raise FloatingPointError(f"training diverged (non-finite loss) between steps {lo} and {hi}; "
+                                     f"lower --lr (now {cfg.lr})")
+        step = hi
+        epoch_losses.append(float(losses.mean()) * len(losses))
+        val_err = _validation_error(wrong_fn, params, x_va, y_va)
+        loss_mean = float(losses.mean())
+        if hi % spe == 0:
+            history.append({"epoch": hi // spe, "step": hi, "t": hi / spe, "val_error": val_err,
+                            "train_loss": sum(epoch_losses) / spe})
+            epoch_losses = []
+            ckpt.atomic_write_json(hist_path, history)
+        if hi in ck_steps:
+            ckpt.save_checkpoint(workdir, params, {**meta_base, "step": hi, "t": hi / spe,
+                                                   "epoch": hi // spe, "train_loss": loss_mean,
+                                                   "val_error": val_err})
+        if hi in ck_steps or hi % spe == 0:
+            ckpt.atomic_write_npz(state_path, _state_arrays(params, opt_state, step, len(history)))
+        bar.set(hi / spe, loss=loss_mean, val_err=val_err)
+        if stop_after_step is not None and hi >= stop_after_step:
+            break
+    bar.close()
+    return TrainResult(params=jax.device_get(params), history=history, workdir=workdir,
+                       seconds=time.monotonic() - t0)
