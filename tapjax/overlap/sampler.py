@@ -1,0 +1,315 @@
+r"""Many replicas × a temperature grid: block Gibbs + parallel tempering, with running observables.
+
+The chains live in arrays ``(T, R, N_k)`` per layer: T temperatures × R independent replicas.
+One *sweep* is a block heat-bath sweep of every chain (:func:`~tapjax.overlap.heat_bath.block_gibbs_sweep`)
+followed, when tempering is on, by one round of exchange moves
+(:func:`~tapjax.overlap.tempering.exchange_step`, parity = sweep mod 2).
+
+Randomness is counter-based. Sweep s draws all its uniforms at once from the key
+``fold_in(fold_in(key, 1), s)``. The draw has shape ``(T, R, N + 1)``: one number per spin,
+and the last column decides the exchange moves. A run is therefore a pure function of
+(key, number of sweeps). It does not depend on how the sweeps are split into jitted chunks,
+and it can be extended later from its final state.
+
+The random start is itself a sweep. The first ``measure_every`` sweeps run at β = 0, where
+the heat-bath draw ignores the neighbours and gives independent uniform ±1 spins. This keeps
+the whole run in one compiled program. Each ``jax.random`` call costs seconds of XLA
+compilation on a CPU, so this matters.
+
+Every ``measure_every`` sweeps the overlap matrices are formed and accumulated (see
+:func:`measure`). The time series of energies and of :math:`\bar Q` are kept for
+autocorrelation and equilibration checks. Burn-in runs the same program, and its statistics
+are discarded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tapjax.overlap.heat_bath import SpinSystem, block_gibbs_sweep, energy, sweep_uniforms
+from tapjax.overlap.observables import overlap_histogram, overlap_matrices, upper_pairs
+from tapjax.overlap.tempering import exchange_step
+
+_SWEEP_STREAM = 1
+_SERIES_BUFFER = 256   # measurements per jitted call (static; the same for every run)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """How long and how wide to sample.
+
+    Attributes:
+      n_replicas: R independent replicas per temperature (≥ 2; overlaps need pairs).
+      n_burn: sweeps discarded before measuring (rounded up to a multiple of ``measure_every``).
+      n_measure: sweeps in the measurement phase (``n_measure // measure_every`` samples).
+      measure_every: sweeps between measurements.
+      tempering: exchange moves between neighbouring temperatures after every sweep.
+      num_bins: bins of the P(q) histogram on [−1, 1].
+      chunk: sweeps per jitted call (progress granularity only; results do not depend on it).
+    """
+
+    n_replicas: int = 8
+    n_burn: int = 1000
+    n_measure: int = 2000
+    measure_every: int = 1
+    tempering: bool = True
+    num_bins: int = 101
+    chunk: int = 250
+
+    def __post_init__(self):
+        if self.n_replicas < 2:
+            raise ValueError(f"n_replicas={self.n_replicas}: need at least 2 replicas for overlaps")
+        if self.n_burn < 0 or self.n_measure < 1 or self.measure_every < 1:
+            raise ValueError(f"n_burn={self.n_burn}, n_measure={self.n_measure}, measure_every="
+                             f"{self.measure_every}: need n_burn >= 0, n_measure >= 1, measure_every >= 1")
+        if self.n_measure < self.measure_every:
+            raise ValueError(f"n_measure={self.n_measure} < measure_every={self.measure_every}: no measurement")
+        if self.num_bins < 2 or self.chunk < 1:
+            raise ValueError(f"num_bins={self.num_bins}, chunk={self.chunk}: need num_bins >= 2, chunk >= 1")
+
+    @property
+    def num_measurements(self) -> int:
+        return self.n_measure // self.measure_every
+
+
+class ChainState(NamedTuple):
+    """All chains after ``sweep`` sweeps.
+
+    Attributes:
+      spins: per-layer ``(T, R, N_k)`` ±1 (layer 0 holds the clamp when clamped).
+      energy: ``(T, R)`` H of each chain.
+      sweep: int32 scalar, sweeps done (the counter of the key stream).
+      walker: ``(T, R)`` int32, which walker (initial temperature index) occupies each slot.
+      last_end: ``(T, R)`` int32: −1, or 0/1 if the walker in that slot last touched the
+        lowest/highest temperature index (for round-trip counting).
+    """
+
+    spins: tuple
+    energy: jax.Array
+    sweep: jax.Array
+    walker: jax.Array
+    last_end: jax.Array
+
+
+def init_state(system: SpinSystem, num_temps: int, num_replicas: int) -> ChainState:
+    """All spins +1 (layer 0 = the clamp when clamped), energy 0, sweep 0.
+
+    This is a placeholder. :func:`sample` replaces it by a random start (a β = 0 sweep)
+    before any statistics are taken.
+    """
+    dtype = system.couplings.dtype
+    shape = (num_temps, num_replicas)
+    spins = tuple(jnp.broadcast_to(system.clamp, (*shape, n)).astype(dtype) if k == 0 and system.clamped
+                  else jnp.ones((*shape, n), dtype) for k, n in enumerate(system.sizes))
+    return ChainState(spins, jnp.zeros(shape, dtype), jnp.int32(0), *_fresh_walkers(num_temps, num_replicas))
+
+
+def _fresh_walkers(num_temps: int, num_replicas: int) -> tuple[jax.Array, jax.Array]:
+    walker = np.broadcast_to(np.arange(num_temps, dtype=np.int32)[:, None], (num_temps, num_replicas))
+    last_end = np.full((num_temps, num_replicas), -1, np.int32)
+    last_end[0] = 0
+    if num_temps > 1:
+        last_end[-1] = 1
+    return jnp.asarray(walker), jnp.asarray(last_end)
+
+
+def sweep_key(key: jax.Array, sweep) -> jax.Array:
+    """Key of sweep number ``sweep`` (0-based)."""
+    return jax.random.fold_in(jax.random.fold_in(key, _SWEEP_STREAM), sweep)
+
+
+def init_accumulators(system: SpinSystem, num_temps: int, num_replicas: int, num_bins: int) -> dict:
+    """Zeroed running sums (see :func:`measure`)."""
+    free = system.free_layers
+    t, r = num_temps, num_replicas
+    f = jnp.float32
+    return {
+        "count": jnp.zeros((), f),
+        "abs_q": jnp.zeros((t,), f), "q": jnp.zeros((t,), f), "q2": jnp.zeros((t,), f),
+        "q4": jnp.zeros((t,), f), "abs_q_layer": jnp.zeros((t, len(free)), f),
+        "q_layer": jnp.zeros((t, len(free)), f),
+        "qmat": jnp.zeros((t, r, r), f), "abs_qmat": jnp.zeros((t, r, r), f),
+        "hist": jnp.zeros((t, num_bins), f),
+        "spin_sum": tuple(jnp.zeros((t, r, system.sizes[k]), f) for k in free),
+        "e_sum": jnp.zeros((t,), f), "e2_sum": jnp.zeros((t,), f),
+        "pt_prob_sum": jnp.zeros((max(t - 1, 0),), f), "pt_attempts": jnp.zeros((max(t - 1, 0),), f),
+        "half_trips": jnp.zeros((r,), jnp.int32),
+    }
+
+
+def measure(system: SpinSystem, state: ChainState, acc: dict, num_bins: int):
+    """Adds the current configurations to the running sums.
+
+    Returns:
+      ``(acc, row)``: ``row`` holds this measurement's ``energy`` ``(T, R)``, ``qbar`` ``(T,)``
+      (mean over a < b of |q_ab|) and ``qbar_layer`` ``(T, K)``.
+    """
+    free = system.free_layers
+    spins = [state.spins[k] for k in free]
+    q_layer, q = overlap_matrices(spins)
+    pairs = upper_pairs(q)                                       # (T, P)
+    pl = upper_pairs(q_layer)                                    # (K, T, P)
+    qbar = jnp.mean(jnp.abs(pairs), -1)
+    qbar_layer = jnp.mean(jnp.abs(pl), -1).T                     # (T, K)
+    p2 = pairs * pairs
+    e = state.energy.astype(jnp.float32)
+    acc = dict(acc)
+    acc.update(
+        count=acc["count"] + 1.0,
+        abs_q=acc["abs_q"] + qbar, q=acc["q"] + pairs.mean(-1), q2=acc["q2"] + p2.mean(-1),
+        q4=acc["q4"] + (p2 * p2).mean(-1), abs_q_layer=acc["abs_q_layer"] + qbar_layer,
+        q_layer=acc["q_layer"] + pl.mean(-1).T,
+        qmat=acc["qmat"] + q, abs_qmat=acc["abs_qmat"] + jnp.abs(q),
+        hist=acc["hist"] + overlap_histogram(pairs, num_bins),
+        spin_sum=tuple(a + s for a, s in zip(acc["spin_sum"], spins)),
+        e_sum=acc["e_sum"] + e.mean(-1), e2_sum=acc["e2_sum"] + (e * e).mean(-1),
+    )
+    return acc, {"energy": e, "qbar": qbar, "qbar_layer": qbar_layer}
+
+
+def mc_step(system: SpinSystem, betas: jax.Array, key: jax.Array, state: ChainState, acc: dict,
+            tempering: bool) -> tuple[ChainState, dict]:
+    """One sweep (block Gibbs, then an exchange round when ``tempering``); updates PT statistics."""
+    num_temps = betas.shape[0]
+    swap = tempering and num_temps > 1
+    layer_u, extra_u = sweep_uniforms(sweep_key(key, state.sweep), system, state.energy.shape, int(swap))
+    spins, e = block_gibbs_sweep(system, state.spins, betas, layer_u)
+    walker, last_end = state.walker, state.last_end
+    if swap:
+        (spins, walker, last_end), e, probs, proposed = exchange_step(
+            extra_u[:-1, :, 0], (spins, walker, last_end), e, betas, state.sweep % 2)
+        acc = dict(acc)
+        acc["pt_prob_sum"] = acc["pt_prob_sum"] + probs.mean(-1)
+        acc["pt_attempts"] = acc["pt_attempts"] + proposed.astype(jnp.float32)
+        # round trips: a walker arriving at one end having last touched the other end
+        at_bot = last_end[0] == 1
+        at_top = last_end[num_temps - 1] == 0
+        acc["half_trips"] = acc["half_trips"] + at_bot.astype(jnp.int32) + at_top.astype(jnp.int32)
+        last_end = last_end.at[0].set(0).at[num_temps - 1].set(1)
+    return ChainState(spins, e, state.sweep + 1, walker, last_end), acc
+
+
+@functools.partial(jax.jit, static_argnames=("measure_every", "buffer", "tempering", "num_bins"))
+def advance(system: SpinSystem, betas: jax.Array, key: jax.Array, state: ChainState, acc: dict,
+            n_outer, *, measure_every: int, buffer: int, tempering: bool, num_bins: int):
+    """``n_outer`` (traced, ≤ ``buffer``) outer steps, each ``measure_every`` sweeps then :func:`measure`.
+
+    Each measurement's row goes into series buffers of static length ``buffer``. Rows past
+    ``n_outer`` stay zero. ``n_outer`` and ``betas`` are traced, so burn-in, measurement and
+    the β = 0 start all share one compilation.
+
+    Returns:
+      ``(state, acc, series)``.
+    """
+    t, r = state.energy.shape
+    k = len(system.free_layers)
+    series = {"energy": jnp.zeros((buffer, t, r), jnp.float32), "qbar": jnp.zeros((buffer, t), jnp.float32),
+              "qbar_layer": jnp.zeros((buffer, t, k), jnp.float32)}
+
+    def outer(i, carry):
+        state, acc, series = carry
+        state, acc = jax.lax.fori_loop(
+            0, measure_every, lambda _, c: mc_step(system, betas, key, *c, tempering), (state, acc))
+        acc, row = measure(system, state, acc, num_bins)
+        series = {name: series[name].at[i].set(row[name]) for name in series}
+        return state, acc, series
+
+    return jax.lax.fori_loop(0, n_outer, outer, (state, acc, series))
+
+
+@dataclasses.dataclass
+class SamplerOutput:
+    """Raw output of :func:`sample` (numpy). ``acc`` holds the running sums of the measurement
+    phase; ``series`` the per-measurement ``energy`` ``(M, T, R)``, ``qbar`` ``(M, T)`` and
+    ``qbar_layer`` ``(M, T, K)``; ``state`` the final :class:`ChainState` (to continue)."""
+
+    temperatures: np.ndarray
+    config: SamplerConfig
+    acc: dict
+    series: dict
+    state: ChainState
+    seconds: float          # sampling wall time, compilation excluded
+    compile_seconds: float  # the one jitted program (burn-in and measurement share it)
+
+
+def sample(system: SpinSystem, temperatures, config: SamplerConfig, key: jax.Array,
+           state: ChainState | None = None,
+           callback: Callable[[int, int, dict], None] | None = None) -> SamplerOutput:
+    """Burn-in, then measurement, on every (temperature, replica) chain.
+
+    Args:
+      system: the spin model.
+      temperatures: ``(T,)`` increasing or decreasing (exchange pairs are neighbours in this
+        order; use a monotone grid).
+      config: :class:`SamplerConfig`.
+      key: root PRNG key (see the module docstring for the key stream).
+      state: continue from this state instead of a fresh random start (burn-in still runs).
+      callback: ``callback(sweeps_done, sweeps_total, metrics)`` after every chunk.
+    """
+    if system.fields is None:      # zero fields: same compiled program as a system with fields
+        system = SpinSystem(system.couplings, tuple(jnp.zeros((n,), system.couplings.dtype)
+                                                    for n in system.sizes), system.clamp)
+    temps = np.asarray(temperatures, np.float64)
+    if temps.ndim != 1 or temps.size < 1 or np.any(~np.isfinite(temps)) or np.any(temps <= 0):
+        raise ValueError(f"temperatures {temperatures!r}: need a 1-D array of positive finite values")
+    if temps.size > 1 and not (np.all(np.diff(temps) > 0) or np.all(np.diff(temps) < 0)):
+        raise ValueError("temperatures must be strictly monotone (exchange moves pair neighbours)")
+    betas = jnp.asarray(1.0 / temps, system.couplings.dtype)
+    num_t, num_r = temps.size, config.n_replicas
+    if state is not None and state.energy.shape != (num_t, num_r):
+        raise ValueError(f"state has shape {state.energy.shape}, expected (T, R) = {(num_t, num_r)}")
+    acc = init_accumulators(system, num_t, num_r, config.num_bins)
+    every = config.measure_every
+    n_burn_outer = -(-config.n_burn // every)                   # burn-in rounded up to whole outer steps
+    total = (n_burn_outer + config.num_measurements) * every
+    per_call = max(1, min(config.chunk // every, _SERIES_BUFFER))
+    kw = dict(measure_every=every, buffer=_SERIES_BUFFER, tempering=config.tempering, num_bins=config.num_bins)
+    done = 0
+
+    def report(metrics):
+        if callback is not None:
+            callback(done, total, metrics)
+
+    def run(state, acc, n_outer, betas):
+        rows: dict[str, list] = {"energy": [], "qbar": [], "qbar_layer": []}
+        nonlocal done
+        while n_outer > 0:
+            n = min(per_call, n_outer)
+            state, acc, series = advance(system, betas, key, state, acc, n, **kw)
+            jax.block_until_ready(state.energy)
+            for name in rows:
+                rows[name].append(np.asarray(series[name][:n]))
+            n_outer -= n
+            done += n * every
+            yield state, acc, rows
+
+    t0 = time.perf_counter()       # compilation: one program, zero trip count
+    start = init_state(system, num_t, num_r) if state is None else state
+    jax.block_until_ready(advance(system, betas, key, start, acc, 0, **kw)[0].energy)
+    t_compile = time.perf_counter() - t0
+    t_start = time.perf_counter()
+    if state is None:              # random start: one outer step at beta = 0 (uniform spins)
+        state, _, _ = advance(system, jnp.zeros_like(betas), key, start, acc, 1, **kw)
+        state = state._replace(walker=_fresh_walkers(num_t, num_r)[0], last_end=_fresh_walkers(num_t, num_r)[1])
+    for state, acc, rows in run(state, acc, n_burn_outer, betas):
+        report({"phase": "burn", "E/N": float(np.mean(state.energy)) / sum(system.sizes)})
+    # measurement: fresh statistics (PT acceptance and round trips count only this phase)
+    acc = init_accumulators(system, num_t, num_r, config.num_bins)
+    rows = {"energy": [], "qbar": [], "qbar_layer": []}
+    for state, acc, rows in run(state, acc, config.num_measurements, betas):
+        report({"phase": "measure", "Qbar_lowest_T": float(rows["qbar"][-1][:, int(np.argmin(temps))].mean())})
+    seconds = time.perf_counter() - t_start
+    acc_np = jax.tree_util.tree_map(np.asarray, acc)
+    series = {k: np.concatenate(v, 0) for k, v in rows.items()}
+    return SamplerOutput(temps, config, acc_np, series, state, seconds, t_compile)
+
+
+__all__ = ["ChainState", "SamplerConfig", "SamplerOutput", "advance", "init_accumulators", "init_state",
+           "mc_step", "measure", "sample", "sweep_key"]

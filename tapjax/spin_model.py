@@ -1,0 +1,202 @@
+r"""The layered Ising model of a feed-forward net (paper eqs. 1–4 and 25).
+
+Neurons are Ising spins, weights are couplings. Layers :math:`k = 0..L` hold
+:math:`N_k` spins; block :math:`W^{(k)}` (shape :math:`N_{k-1} \times N_k`) couples layer
+:math:`k-1` to layer :math:`k`:
+
+.. math::
+    H(\sigma) = -\sum_{k=1}^{L} \sum_{ij} W^{(k)}_{ij}\, \sigma^{(k-1)}_i \sigma^{(k)}_j
+              = -\tfrac12 \sigma^\top J \sigma,
+
+with :math:`J` the symmetric block-tridiagonal bond matrix of eq. 4 (zero diagonal blocks).
+:class:`LayeredCouplings` stores only the blocks (O(#weights) memory); the dense
+:math:`N \times N` matrix is built only on request (:func:`dense_bond_matrix`).
+
+Spins are ordered layer by layer (eq. 2): a flat vector of length :math:`N = \sum_k N_k`
+is ``concat([sigma^(0), ..., sigma^(L)])``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True)
+class LayeredCouplings:
+    """Coupling blocks ``(W^(1), ..., W^(L))`` of a layered spin model (a JAX pytree).
+
+    Each ``W^(k)`` has shape ``(..., N_{k-1}, N_k)``; leading batch axes (e.g. a stack of
+    checkpoints) are allowed and must agree across blocks, so ``jax.vmap`` maps over them.
+    Construct with :func:`couplings` to get input validation.
+    """
+
+    weights: tuple[jax.Array, ...]
+
+    def tree_flatten(self):
+        return self.weights, None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        del aux
+        return cls(tuple(children))
+
+    @property
+    def num_layers(self) -> int:
+        """L: the number of coupling blocks (the model has L + 1 spin layers)."""
+        return len(self.weights)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """``(N_0, ..., N_L)``."""
+        return (self.weights[0].shape[-2], *(w.shape[-1] for w in self.weights))
+
+    @property
+    def num_spins(self) -> int:
+        return int(sum(self.sizes))
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """Start index of each layer in the flat spin vector (eq. 2), plus N at the end."""
+        return tuple(int(v) for v in np.cumsum((0, *self.sizes)))
+
+    @property
+    def dtype(self):
+        return self.weights[0].dtype
+
+    def astype(self, dtype) -> "LayeredCouplings":
+        return LayeredCouplings(tuple(jnp.asarray(w, dtype) for w in self.weights))
+
+    def scale(self, c: float) -> "LayeredCouplings":
+        return LayeredCouplings(tuple(c * w for w in self.weights))
+
+
+def couplings(weights: Sequence[Any] | LayeredCouplings, *, name: str = "weights",
+              dtype=None, check_finite: bool = True) -> LayeredCouplings:
+    """Validated :class:`LayeredCouplings` from a list of weight matrices.
+
+    Args:
+      weights: ``[W^(1), ..., W^(L)]``, ``W^(k)`` of shape ``(N_{k-1}, N_k)`` (a Flax
+        ``Dense`` kernel), or an existing :class:`LayeredCouplings`.
+      name: what to call the input in error messages (e.g. a checkpoint path).
+      dtype: cast to this dtype (default: keep; integer input becomes float32).
+      check_finite: reject NaN/Inf (needs concrete arrays; skipped under tracing).
+
+    Raises:
+      ValueError: empty list, a block that is not 2-D, consecutive blocks whose inner sizes
+        disagree, or non-finite entries. The message names the block and shapes.
+    """
+    ws = weights.weights if isinstance(weights, LayeredCouplings) else tuple(weights)
+    if len(ws) == 0:
+        raise ValueError(f"{name}: need at least one weight matrix")
+    out = []
+    for k, w in enumerate(ws, start=1):
+        w = jnp.asarray(w)
+        if dtype is not None:
+            w = w.astype(dtype)
+        elif not jnp.issubdtype(w.dtype, jnp.floating):
+            w = w.astype(jnp.float32)
+        if w.ndim < 2:
+            raise ValueError(f"{name}: W^({k}) has shape {w.shape}; each block must be (N_{k-1}, N_k)")
+        out.append(w)
+    for k in range(1, len(out)):
+        if out[k - 1].shape[-1] != out[k].shape[-2]:
+            raise ValueError(
+                f"{name}: W^({k}) has shape {out[k - 1].shape} but W^({k + 1}) has shape "
+                f"{out[k].shape}; layer {k} sizes disagree ({out[k - 1].shape[-1]} vs {out[k].shape[-2]})")
+        if out[k - 1].shape[:-2] != out[k].shape[:-2]:
+            raise ValueError(f"{name}: batch axes differ between W^({k}) and W^({k + 1})")
+    if check_finite:
+        for k, w in enumerate(out, start=1):
+            if not isinstance(w, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(w))):
+                raise ValueError(f"{name}: W^({k}) contains NaN or Inf entries; the checkpoint or "
+                                 "weights are corrupt (retrain or load another checkpoint)")
+    return LayeredCouplings(tuple(out))
+
+
+def random_couplings(key: jax.Array, sizes: Sequence[int], scale: float | Sequence[float] = 2.0,
+                     dtype=jnp.float32) -> LayeredCouplings:
+    r"""MSK ensemble draw: :math:`W^{(k)}_{ij} \sim \mathcal N(0, C_k/N_{k-1})` (section 2).
+
+    Args:
+      key: PRNG key.
+      sizes: ``(N_0, ..., N_L)``.
+      scale: ``C`` (one value) or ``(C_1, ..., C_L)``.
+    """
+    sizes = tuple(int(s) for s in sizes)
+    cs = np.broadcast_to(np.asarray(scale, float), (len(sizes) - 1,))
+    keys = jax.random.split(key, len(sizes) - 1)
+    return LayeredCouplings(tuple(
+        jax.random.normal(keys[k], (sizes[k], sizes[k + 1]), dtype) * np.sqrt(cs[k] / sizes[k])
+        for k in range(len(sizes) - 1)))
+
+
+def row_square_sums(c: LayeredCouplings) -> tuple[jax.Array, ...]:
+    r"""Per-layer diagonal :math:`R^{(k)}_i = \sum_\ell J_{i\ell}^2` (eq. 25 without its :math:`-\beta`).
+
+    Returns ``(r_0, ..., r_L)`` with ``r_k`` of shape ``(..., N_k)``:
+    ``r_0 = Σ_j W1[i,j]²``, ``r_k = Σ_i Wk[i,j]² (column sums) + Σ_j W(k+1)[i,j]²``, ``r_L`` = column sums of ``W^(L)``.
+    These are nonnegative; the paper's :math:`R^{(k)}` equals :math:`-\beta\,\mathrm{diag}(r_k)`.
+    """
+    sq = [w * w for w in c.weights]
+    rows = [s.sum(-1) for s in sq]   # (.., N_{k-1})
+    cols = [s.sum(-2) for s in sq]   # (.., N_k)
+    out = [rows[0]]
+    for k in range(1, c.num_layers):
+        out.append(cols[k - 1] + rows[k])
+    out.append(cols[-1])
+    return tuple(out)
+
+
+def bond_matvec(c: LayeredCouplings, x: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
+    """``J x`` per layer (eq. 4) without forming J: ``(Jx)_k = W^(k)ᵀ x_{k-1} + W^(k+1) x_{k+1}``.
+
+    ``x``: per-layer vectors ``(N_k,)`` (or ``(N_k, m)`` blocks of vectors).
+    """
+    L = c.num_layers
+    out = []
+    for k in range(L + 1):
+        acc = 0.0
+        if k > 0:
+            acc = acc + jnp.tensordot(c.weights[k - 1], x[k - 1], axes=((0,), (0,)))
+        if k < L:
+            acc = acc + c.weights[k] @ x[k + 1]
+        out.append(acc)
+    return tuple(out)
+
+
+def split_layers(c: LayeredCouplings, v: jax.Array) -> tuple[jax.Array, ...]:
+    """Flat ``(N, ...)`` → per-layer ``((N_0, ...), ..., (N_L, ...))`` (eq. 2 ordering)."""
+    off = c.offsets
+    return tuple(v[off[k]:off[k + 1]] for k in range(len(off) - 1))
+
+
+def join_layers(parts: Sequence[jax.Array]) -> jax.Array:
+    return jnp.concatenate(list(parts), axis=0)
+
+
+def dense_bond_matrix(c: LayeredCouplings) -> jax.Array:
+    """The dense symmetric ``(N, N)`` bond matrix J of eq. 4 (small N and tests only)."""
+    n, off = c.num_spins, c.offsets
+    J = jnp.zeros((n, n), c.dtype)
+    for k, w in enumerate(c.weights):
+        J = J.at[off[k]:off[k + 1], off[k + 1]:off[k + 2]].set(w)
+        J = J.at[off[k + 1]:off[k + 2], off[k]:off[k + 1]].set(w.T)
+    return J
+
+
+def energy(c: LayeredCouplings, spins: Sequence[jax.Array]) -> jax.Array:
+    """Eq. 1: ``H = -Σ_k σ^(k-1)ᵀ W^(k) σ^(k)`` for per-layer spins ``(..., N_k)``."""
+    e = 0.0
+    for k, w in enumerate(c.weights):
+        e = e - jnp.einsum("...i,ij,...j->...", spins[k], w, spins[k + 1])
+    return e
+
+
+__all__ = ["LayeredCouplings", "bond_matvec", "couplings", "dense_bond_matrix", "energy",
+           "join_layers", "random_couplings", "row_square_sums", "split_layers"]

@@ -1,0 +1,27 @@
+import os
+
+import jax
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture
+def x64():
+    """Run a test in float64 (restores the previous setting afterwards)."""
+    with jax.enable_x64(True):
+        yield
+
+
+def spiked(c, strength, key=None):
+    """Random couplings plus a rank-one spike in every block (a caricature of training)."""
+    import jax.numpy as jnp
+    from tapjax.spin_model import LayeredCouplings
+    key = jax.random.PRNGKey(5) if key is None else key
+    ws = []
+    for w in c.weights:
+        key, k1, k2 = jax.random.split(key, 3)
+        u = jax.random.normal(k1, (w.shape[0],), w.dtype)
+        v = jax.random.normal(k2, (w.shape[1],), w.dtype)
+        ws.append(w + strength * jnp.outer(u / jnp.linalg.norm(u), v / jnp.linalg.norm(v)))
+    return LayeredCouplings(tuple(ws))

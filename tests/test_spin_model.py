@@ -1,0 +1,44 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tapjax.spin_model import (bond_matvec, couplings, dense_bond_matrix, energy, join_layers,
+                               random_couplings, row_square_sums, split_layers)
+
+
+def test_dense_j_structure_and_matvec(x64):
+    c = random_couplings(jax.random.PRNGKey(0), (5, 4, 6, 3), dtype=jnp.float64)
+    J = np.asarray(dense_bond_matrix(c))
+    assert J.shape == (18, 18)
+    np.testing.assert_array_equal(J, J.T)
+    np.testing.assert_array_equal(J[:5, :5], 0)           # no intra-layer bonds
+    np.testing.assert_array_equal(J[:5, 9:], 0)           # no bonds beyond neighbours
+    np.testing.assert_array_equal(J[5:9, 9:15], np.asarray(c.weights[1]))
+    v = np.random.default_rng(0).normal(size=18)
+    np.testing.assert_allclose(np.asarray(join_layers(bond_matvec(c, split_layers(c, jnp.asarray(v))))), J @ v, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(join_layers(row_square_sums(c))), (J ** 2).sum(1), rtol=1e-12)
+    # eq. 1 == eq. 3
+    s = np.sign(v)
+    np.testing.assert_allclose(float(energy(c, split_layers(c, jnp.asarray(s)))), -0.5 * s @ J @ s, rtol=1e-12)
+    # bipartite: spectrum symmetric about 0
+    ev = np.linalg.eigvalsh(J)
+    np.testing.assert_allclose(ev, -ev[::-1], atol=1e-12)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match=r"W\^\(1\) has shape \(4, 5\) but W\^\(2\) has shape \(6, 3\)"):
+        couplings([np.zeros((4, 5)), np.zeros((6, 3))])
+    with pytest.raises(ValueError, match=r"W\^\(2\) contains NaN or Inf"):
+        couplings([np.zeros((4, 5)), np.full((5, 3), np.inf)])
+    with pytest.raises(ValueError, match="at least one"):
+        couplings([])
+    with pytest.raises(ValueError, match="must be"):
+        couplings([np.zeros(4)], name="ckpt_7.npz")
+
+
+def test_pytree_stacks_for_vmap():
+    cs = [random_couplings(jax.random.PRNGKey(i), (6, 4, 2)) for i in range(3)]
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *cs)
+    r = jax.vmap(lambda c: jnp.min(join_layers(row_square_sums(c))))(stacked)
+    np.testing.assert_allclose(np.asarray(r), [float(jnp.min(join_layers(row_square_sums(c)))) for c in cs], rtol=1e-6)

@@ -1,0 +1,138 @@
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from tapjax import checkpoints as ckpt
+from tapjax.data import load_embedded
+from tapjax.models import ModelConfig, apply, init_params, weights_from_params
+from tapjax.training import TrainConfig, checkpoint_steps, train
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_embedded()
+
+
+def small_cfg(**kw):
+    base = dict(model=ModelConfig(kind="standard", widths=(64, 64, 10)), lr=1e-4, epochs=2,
+                schedule="every", first_epoch_levels=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_model_shapes_and_init_variance():
+    cfg = ModelConfig(kind="binarized", widths=(512, 512, 512, 10), init_scale=2.0)
+    p = init_params(cfg, jax.random.PRNGKey(0))
+    ws = weights_from_params(p)
+    assert [w.shape for w in ws] == [(784, 512), (512, 512), (512, 512), (512, 10)]
+    assert "bias" not in p["layer1"]
+    for w in ws[:3]:  # N(0, C/N_in)
+        np.testing.assert_allclose(np.var(np.asarray(w)) * w.shape[0], 2.0, rtol=0.03)
+    x = np.random.default_rng(0).integers(0, 256, (5, 784), dtype=np.uint8)
+    assert apply(cfg, p, x).shape == (5, 10)
+
+
+def test_checkpoint_schedule():
+    cfg = small_cfg(epochs=100, schedule="log:4", first_epoch_levels=6)
+    s = checkpoint_steps(cfg, 64)
+    assert s[:8] == [0, 1, 2, 4, 8, 16, 32, 64]
+    assert s[-1] == 6400 and s == sorted(set(s))
+    epochs = [x // 64 for x in s if x >= 64]
+    assert epochs == [1, 2, 3, 6, 10, 18, 32, 56, 100]
+    with pytest.raises(ValueError, match="schedule"):
+        small_cfg(schedule="sometimes")
+
+
+@pytest.mark.parametrize("kind", ["standard", "binarized"])
+def test_short_training_beats_chance(tmp_path, data, kind):
+    cfg = TrainConfig(model=ModelConfig(kind=kind), lr=1e-4, epochs=3, schedule="every")
+    res = train(cfg, data, str(tmp_path), progress=False)
+    errs = [h["val_error"] for h in res.history]
+    assert len(errs) == 3
+    assert errs[-1] < 0.25, errs          # chance is 0.9
+    run = ckpt.load_run(str(tmp_path))
+    assert run.t[0] == 0.0 and np.all(np.diff(run.t) > 0)
+    assert run.val_error[0] > 0.6         # untrained
+    assert run.weights[0].shape == (len(run), 784, 512)
+    assert run.t[1] == pytest.approx(1 / 64, rel=0.1)
+
+
+def test_resume_is_bit_identical(tmp_path, data):
+    d = data.subset(1024, 200)
+    cfg = small_cfg(epochs=3)
+    a = train(cfg, d, str(tmp_path / "a"), progress=False)
+    # "kill" run b mid-epoch-2 (stop right after the chunk ending at step 40), then resume
+    train(cfg, d, str(tmp_path / "b"), progress=False, stop_after_step=40)
+    assert not os.path.exists(ckpt.checkpoint_path(str(tmp_path / "b"), 3 * 32))
+    b = train(cfg, d, str(tmp_path / "b"), progress=False)
+    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert a.history == b.history
+    pa, pb = ckpt.list_checkpoints(str(tmp_path / "a")), ckpt.list_checkpoints(str(tmp_path / "b"))
+    assert [os.path.basename(p) for p in pa] == [os.path.basename(p) for p in pb]
+    for x, y in zip(pa, pb):
+        (wa, ma), (wb, mb) = ckpt.load_checkpoint(x), ckpt.load_checkpoint(y)
+        assert ma == mb
+        for u, v in zip(ckpt.flatten_dict(wa).values(), ckpt.flatten_dict(wb).values()):
+            np.testing.assert_array_equal(u, v)
+    # extending the run (more epochs) resumes too
+    c = train(small_cfg(epochs=4), d, str(tmp_path / "b"), progress=False)
+    assert [h["epoch"] for h in c.history] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_other_config(tmp_path, data):
+    d = data.subset(256, 50)
+    train(small_cfg(epochs=1), d, str(tmp_path), progress=False)
+    with pytest.raises(ckpt.CheckpointError, match="lr: 0.0001 .* vs 0.001"):
+        train(small_cfg(epochs=1, lr=1e-3), d, str(tmp_path), progress=False)
+
+
+def test_atomic_write_survives_crash(tmp_path, monkeypatch):
+    path = str(tmp_path / "x.npz")
+    ckpt.atomic_write_npz(path, {"a": np.arange(3)})
+
+    def boom(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.atomic_write_npz(path, {"a": np.arange(5)})
+    monkeypatch.undo()
+    np.testing.assert_array_equal(ckpt.read_npz(path)["a"], np.arange(3))  # old file intact
+    assert os.listdir(tmp_path) == ["x.npz"]                               # no temp left
+
+
+def test_corrupt_and_nan_checkpoints_are_named(tmp_path):
+    p = str(tmp_path / "ckpt.npz")
+    with open(p, "wb") as f:
+        f.write(b"garbage")
+    with pytest.raises(ckpt.CheckpointError, match="ckpt.npz: corrupt"):
+        ckpt.load_checkpoint(p)
+    with pytest.raises(ckpt.CheckpointError, match="nothere.npz: file not found"):
+        ckpt.load_checkpoint(str(tmp_path / "nothere.npz"))
+    params = {"layer1": {"kernel": np.array([[1.0, np.nan]])}}
+    path = ckpt.save_checkpoint(str(tmp_path), params, {"step": 0, "t": 0.0})
+    with pytest.raises(ckpt.CheckpointError, match="layer1/kernel holds NaN"):
+        ckpt.load_checkpoint(path)
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoints found"):
+        ckpt.load_run(str(tmp_path / "empty"))
+
+
+def test_bad_training_inputs(tmp_path, data):
+    with pytest.raises(ValueError, match="lr=-1"):
+        small_cfg(lr=-1.0)
+    with pytest.raises(ValueError, match="input_dim=100"):
+        train(small_cfg(model=ModelConfig(input_dim=100, widths=(8, 10))), data, str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="kind"):
+        ModelConfig(kind="spiking")
+
+
+def test_config_roundtrip(tmp_path, data):
+    cfg = small_cfg(epochs=1)
+    train(cfg, data.subset(128, 32), str(tmp_path), progress=False)
+    with open(tmp_path / "config.json") as f:
+        assert TrainConfig.from_dict(json.load(f)) == cfg
