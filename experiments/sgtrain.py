@@ -1,7 +1,7 @@
 r"""Spin-glass training vs backprop vs exact solve (issue 7).
 
     python -m experiments.sgtrain --workdir=runs/sgtrain            # full: 5 seeds, ~5-10 min on 2 CPU cores
-    python -m experiments.sgtrain --workdir=/tmp/sg --quick         # smoke run, < 1 min
+    python -m experiments.sgtrain --workdir=/tmp/sg --quick         # smoke run, ~2 min (mostly compiling)
 
 Trains 1-layer and 2-layer nets on scikit-learn's diabetes data (needs
 ``pip install 'tapjax[experiments]'``) and on 1,000 MNIST images (embedded subset) with:
