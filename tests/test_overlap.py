@@ -7,7 +7,6 @@ Every statistical check has a negative control showing that it can fail.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 
 import jax
@@ -115,7 +114,7 @@ def enumeration_errors(res, c, fields, temps, clamp=None):
     return err
 
 
-TOL = {"m": 0.03, "e": 0.01, "pq": 0.01}
+TOL = {"m": 0.03, "e": 0.006, "pq": 0.01}   # about 5 sigma of the observed seed-to-seed errors
 
 
 def test_sampler_matches_enumeration(tiny):
@@ -139,7 +138,7 @@ def test_enumeration_check_detects_wrong_temperature(tiny):
 def test_clamped_input_matches_enumeration(tiny):
     c, fields = tiny
     clamp = np.array([1.0, -1.0, 1.0])
-    res = run_tiny(c, fields, TEMPS, seed=1, n_measure=6000, clamp=clamp)
+    res = run_tiny(c, fields, TEMPS, seed=1, clamp=clamp)
     err = enumeration_errors(res, c, fields, TEMPS, clamp)
     assert err["m"] < TOL["m"] and err["pq"] < TOL["pq"], err
     assert res.layers == (1, 2, 3)
@@ -241,7 +240,7 @@ def test_sweep_energy_matches_direct_energy(tiny):
 
 
 # --------------------------------------------------------------------------- parallel tempering
-def detailed_balance_violation(accept, c, temps=(1.0, 1.6)):
+def detailed_balance_violation(accept, temps=(1.0, 1.6)):
     """max |π(x,y) A(x,y) − π(y,x) A(y,x)| / π(x,y) over all pairs of a 6-spin model."""
     cs = random_couplings(5, (2, 2, 2))
     J = np.asarray(dense_bond_matrix(cs), np.float64)
@@ -255,13 +254,13 @@ def detailed_balance_violation(accept, c, temps=(1.0, 1.6)):
     return np.max(np.abs(lhs - rhs) / np.exp(logpi))
 
 
-def test_exchange_detailed_balance(tiny):
-    assert detailed_balance_violation(tempering.exchange_acceptance, tiny[0]) < 1e-5
+def test_exchange_detailed_balance():
+    assert detailed_balance_violation(tempering.exchange_acceptance) < 1e-5
     # negative controls: a sign error or a plain Boltzmann factor break it
     flipped = lambda b1, b2, e1, e2: tempering.exchange_acceptance(b1, b2, e2, e1)   # noqa: E731
-    assert detailed_balance_violation(flipped, tiny[0]) > 0.1
+    assert detailed_balance_violation(flipped) > 0.1
     naive = lambda b1, b2, e1, e2: jnp.exp(jnp.minimum(0.0, -b1 * (e2 - e1)))        # noqa: E731
-    assert detailed_balance_violation(naive, tiny[0]) > 0.1
+    assert detailed_balance_violation(naive) > 0.1
 
 
 def test_exchange_step_swaps_with_the_right_frequency():
@@ -325,6 +324,8 @@ def test_qab_curve_on_checkpoint_and_roundtrip(tmp_path):
     # the curve rises from the finite-size floor at high T to order 1 at low T
     assert res.qbar[-1] < 1.3 * res.floor and res.qbar[0] > 3 * res.floor
     np.testing.assert_allclose((res.pq * np.diff(res.bin_edges)).sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose((res.pq_layer * np.diff(res.bin_edges)).sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(res.qbar_site.mean(-1), res.qbar, rtol=1e-4)   # exact decomposition
     npz, js = res.save(str(tmp_path / "qab"))
     back = ov.QabResult.load(npz)
     np.testing.assert_array_equal(back.qbar, res.qbar)

@@ -35,7 +35,7 @@ from tapjax.overlap.diagnostics import Thresholds, diagnose, report
 from tapjax.overlap.heat_bath import SpinSystem, spin_system
 from tapjax.overlap.observables import binder_parameter, histogram_edges, overlap_floor
 from tapjax.overlap.sampler import SamplerConfig, SamplerOutput, sample
-from tapjax.spin_model import LayeredCouplings, bond_matvec, couplings
+from tapjax.spin_model import LayeredCouplings, bond_matvec
 
 INPUT_LAYER_MODES = ("free", "clamped", "drop")
 COUPLING_SCALES = ("raw", "init")
@@ -187,10 +187,14 @@ class QabResult:
       overlap_matrix: ``(T, R, R)`` time-averaged :math:`q_{ab}` (the "RSB matrix"; diagonal 1).
       abs_overlap_matrix: ``(T, R, R)`` time-averaged :math:`|q_{ab}|`.
       pq: ``(T, B)`` P(q) as a density on ``bin_edges`` ``(B + 1,)`` (pairs a<b, all sweeps).
+      pq_layer: ``(T, K, B)`` P(q^{(k)}) per measured layer, same bins.
       spin_mean: ``(T, N)`` :math:`\langle\sigma_i\rangle` over sweeps and replicas (measured layers
         concatenated).
       q_ea: ``(T,)`` :math:`\mathrm{mean}_a \frac1N\sum_i (m^a_i)^2` from per-replica time averages
         :math:`m^a_i` (biased upward by :math:`\approx\tau/M` for short runs).
+      qbar_site: ``(T, N)`` site decomposition of the curve,
+        :math:`\langle \mathrm{mean}_{a<b}\, \mathrm{sign}(q_{ab})\, \sigma^a_i \sigma^b_i \rangle`; its mean over
+        sites equals ``qbar`` exactly. It shows which neurons carry the overlap.
       energy: ``(T,)`` mean energy per spin; ``energy_err`` its standard error.
       specific_heat: ``(T,)`` :math:`\beta^2\,\mathrm{Var}(H)/N`.
       tau_energy, tau_qbar: ``(T,)`` integrated autocorrelation times in sweeps.
@@ -218,9 +222,11 @@ class QabResult:
     overlap_matrix: np.ndarray
     abs_overlap_matrix: np.ndarray
     pq: np.ndarray
+    pq_layer: np.ndarray
     bin_edges: np.ndarray
     spin_mean: np.ndarray
     q_ea: np.ndarray
+    qbar_site: np.ndarray
     energy: np.ndarray
     energy_err: np.ndarray
     specific_heat: np.ndarray
@@ -239,8 +245,8 @@ class QabResult:
     meta: dict
 
     _ARRAYS = ("temperatures", "qbar", "qbar_err", "qbar_layer", "q_mean", "q2", "q4", "binder",
-               "q_layer_mean", "overlap_matrix", "abs_overlap_matrix", "pq", "bin_edges", "spin_mean",
-               "q_ea", "energy", "energy_err", "specific_heat", "tau_energy", "tau_qbar", "exchange_rate",
+               "q_layer_mean", "overlap_matrix", "abs_overlap_matrix", "pq", "pq_layer", "bin_edges", "spin_mean",
+               "q_ea", "qbar_site", "energy", "energy_err", "specific_heat", "tau_energy", "tau_qbar", "exchange_rate",
                "energy_series", "qbar_series")
     _SCALARS = ("round_trips", "floor", "floor_layer", "layers", "layer_sizes", "diagnostics", "settings", "meta")
 
@@ -315,6 +321,12 @@ def summarize(out: SamplerOutput, system: SpinSystem, *, layer_offset: int = 0,
     free = system.free_layers
     sizes = tuple(system.sizes[k] for k in free)
     n_spins = int(sum(sizes))
+    a = dict(a)     # the sampler measures every layer; keep the free ones (indices = layer numbers)
+    for key in ("abs_q_layer", "q_layer"):
+        a[key] = a[key][:, list(free)]
+    a["hist_layer"] = a["hist_layer"][list(free)]
+    for key in ("spin_sum", "site"):
+        a[key] = tuple(a[key][k] for k in free)
     e_mean = a["e_sum"] / n
     e_var = np.maximum(a["e2_sum"] / n - e_mean ** 2, 0.0)
     exchange = (a["pt_prob_sum"] / np.maximum(a["pt_attempts"], 1.0)) if cfg.tempering else np.zeros((0,))
@@ -332,8 +344,11 @@ def summarize(out: SamplerOutput, system: SpinSystem, *, layer_offset: int = 0,
         temperatures=temps, qbar=qbar, qbar_err=qbar_err, qbar_layer=a["abs_q_layer"] / n,
         q_mean=a["q"] / n, q2=a["q2"] / n, q4=a["q4"] / n, binder=binder_parameter(a["q2"] / n, a["q4"] / n),
         q_layer_mean=a["q_layer"] / n, overlap_matrix=a["qmat"] / n, abs_overlap_matrix=a["abs_qmat"] / n,
-        pq=a["hist"] / (a["hist"].sum(-1, keepdims=True) * width), bin_edges=histogram_edges(cfg.num_bins),
+        pq=a["hist"] / (a["hist"].sum(-1, keepdims=True) * width),
+        pq_layer=np.moveaxis(a["hist_layer"] / (a["hist_layer"].sum(-1, keepdims=True) * width), 0, 1),
+        bin_edges=histogram_edges(cfg.num_bins),
         spin_mean=m_rep.mean(1), q_ea=(m_rep ** 2).mean((1, 2)),
+        qbar_site=np.concatenate([x / n for x in a["site"]], axis=-1),
         energy=e_mean / n_spins, energy_err=e_err / n_spins, specific_heat=e_var / temps ** 2 / n_spins,
         tau_energy=np.asarray(diag["tau_energy"]), tau_qbar=np.asarray(diag["tau_qbar"]),
         exchange_rate=exchange,
@@ -351,7 +366,7 @@ def summarize(out: SamplerOutput, system: SpinSystem, *, layer_offset: int = 0,
 # --------------------------------------------------------------------------- one call
 def qab_curve(source: Any, temperatures=None, *, n_replicas: int = 8, n_burn: int = 1000,
               n_measure: int = 2000, measure_every: int = 1, tempering: bool = True,
-              num_bins: int = 101, input_layer: str = "free", clamp=None, use_biases: bool = False,
+              num_bins: int = 64, input_layer: str = "free", clamp=None, use_biases: bool = False,
               coupling_scale: str = "raw", num_temperatures: int = 32, seed: int = 0,
               on_fail: str = "warn", thresholds: Thresholds = Thresholds(), progress: bool = False,
               chunk: int = 250) -> QabResult:

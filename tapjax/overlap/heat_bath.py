@@ -31,6 +31,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tapjax.spin_model import LayeredCouplings, couplings as _couplings
 
@@ -48,14 +49,18 @@ class SpinSystem:
         broadcastable to ``(T, R, N_0)``: ``(N_0,)`` clamps every chain to one input and
         ``(R, N_0)`` gives each replica its own. The values need not be ±1: a standard net's
         input in [0, 1] simply acts as a field :math:`W^{(1)\top} x` on layer 1.
+      clamp_on: ``None`` (the clamp applies) or a scalar array, 1.0 = clamped, 0.0 = layer 0
+        free, with ``clamp`` then ignored. Because the switch is traced, the sampler runs free
+        and clamped systems through one compiled program (see ``sampler.canonical``).
     """
 
     couplings: LayeredCouplings
     fields: tuple[jax.Array, ...] | None = None
     clamp: jax.Array | None = None
+    clamp_on: jax.Array | None = None
 
     def tree_flatten(self):
-        return (self.couplings, self.fields, self.clamp), None
+        return (self.couplings, self.fields, self.clamp, self.clamp_on), None
 
     @classmethod
     def tree_unflatten(cls, aux, children):
@@ -73,7 +78,22 @@ class SpinSystem:
 
     @property
     def clamped(self) -> bool:
-        return self.clamp is not None
+        """Layer 0 is fixed. With a ``clamp_on`` switch this reads its value, which must be
+        concrete (not inside ``jit``)."""
+        if self.clamp is None:
+            return False
+        if self.clamp_on is None:
+            return True
+        return bool(np.asarray(self.clamp_on) > 0.5)
+
+    def clamp_values(self, shape: tuple[int, ...], fallback: jax.Array) -> jax.Array:
+        """Layer-0 spins after an update that drew ``fallback``: the clamp, or ``fallback`` if free."""
+        if self.clamp is None:
+            return fallback
+        clamp = jnp.broadcast_to(self.clamp, shape).astype(fallback.dtype)
+        if self.clamp_on is None:
+            return clamp
+        return jnp.where(self.clamp_on > 0.5, clamp, fallback)
 
     @property
     def free_layers(self) -> tuple[int, ...]:
@@ -186,10 +206,12 @@ def half_sweep(system: SpinSystem, spins: Sequence[jax.Array], betas: jax.Array,
     b = betas[:, None, None]
     used = []
     for k in range(parity, system.num_layers + 1, 2):
-        if k == 0 and system.clamped:
-            continue
+        if k == 0 and system.clamp is not None and system.clamp_on is None:
+            continue                                     # statically clamped: nothing to draw
         f = local_field(system, spins, k)
         spins[k] = heat_bath_sample(uniforms[k], b * f)
+        if k == 0 and system.clamp is not None:          # traced switch (clamp_on)
+            spins[0] = system.clamp_values(spins[0].shape, spins[0])
         used.append((k, f))
     return tuple(spins), used
 

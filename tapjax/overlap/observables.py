@@ -46,7 +46,7 @@ def upper_pairs(q: jax.Array) -> jax.Array:
 
 
 def overlap_histogram(q_pairs: jax.Array, num_bins: int) -> jax.Array:
-    """Counts of ``q_pairs`` ``(T, P)`` in ``num_bins`` equal bins on [−1, 1] → ``(T, num_bins)``.
+    """Counts of ``q_pairs`` ``(..., P)`` in ``num_bins`` equal bins on [−1, 1] → ``(..., num_bins)``.
 
     q = 1 falls in the last bin. With ``num_bins = N + 1`` every attainable q of N spins
     (−1 + 2m/N) has its own bin.

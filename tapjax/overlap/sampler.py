@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tapjax.overlap.heat_bath import SpinSystem, block_gibbs_sweep, energy, sweep_uniforms
+from tapjax.overlap.heat_bath import SpinSystem, block_gibbs_sweep, sweep_uniforms
 from tapjax.overlap.observables import overlap_histogram, overlap_matrices, upper_pairs
 from tapjax.overlap.tempering import exchange_step
 
@@ -51,7 +51,9 @@ class SamplerConfig:
       n_measure: sweeps in the measurement phase (``n_measure // measure_every`` samples).
       measure_every: sweeps between measurements.
       tempering: exchange moves between neighbouring temperatures after every sweep.
-      num_bins: bins of the P(q) histogram on [−1, 1].
+      num_bins: bins of the P(q) histogram on [−1, 1]. The default 64 puts the same number of
+        attainable overlaps (−1 + 2m/N_k) in every bin when N_k is a multiple of 64, which
+        avoids a comb pattern in P(q) for the usual power-of-two widths.
       chunk: sweeps per jitted call (progress granularity only; results do not depend on it).
     """
 
@@ -60,7 +62,7 @@ class SamplerConfig:
     n_measure: int = 2000
     measure_every: int = 1
     tempering: bool = True
-    num_bins: int = 101
+    num_bins: int = 64
     chunk: int = 250
 
     def __post_init__(self):
@@ -98,6 +100,37 @@ class ChainState(NamedTuple):
     last_end: jax.Array
 
 
+def canonical(system: SpinSystem) -> SpinSystem:
+    """The form the compiled sampler runs. Missing fields become zeros. A missing clamp becomes
+    zeros with ``clamp_on = 0``, and a given clamp gets ``clamp_on = 1``.
+
+    Free and clamped systems, with or without fields, then share one pytree structure, so they
+    share one compilation. Only the clamp's shape, (N_0,) or (R, N_0), can still differ.
+    """
+    dtype = system.couplings.dtype
+    fields = system.fields
+    if fields is None:
+        fields = tuple(jnp.zeros((n,), dtype) for n in system.sizes)
+    if system.clamp_on is not None:
+        return SpinSystem(system.couplings, fields, system.clamp, system.clamp_on)
+    if system.clamp is None:
+        return SpinSystem(system.couplings, fields, jnp.zeros((system.sizes[0],), dtype), jnp.float32(0.0))
+    return SpinSystem(system.couplings, fields, system.clamp, jnp.float32(1.0))
+
+
+def measured_layers(system: SpinSystem) -> tuple[int, ...]:
+    """Layers the sampler accumulates: every layer. Layer 0 is dropped afterwards when it is clamped."""
+    return tuple(range(system.num_layers + 1))
+
+
+def _layer_weights(system: SpinSystem) -> list:
+    """Weight of each layer in the global overlap: 0 for a clamped layer 0, else 1."""
+    w = [1.0] * (system.num_layers + 1)
+    if system.clamp is not None:
+        w[0] = 1.0 - system.clamp_on if system.clamp_on is not None else 0.0
+    return w
+
+
 def init_state(system: SpinSystem, num_temps: int, num_replicas: int) -> ChainState:
     """All spins +1 (layer 0 = the clamp when clamped), energy 0, sweep 0.
 
@@ -106,8 +139,9 @@ def init_state(system: SpinSystem, num_temps: int, num_replicas: int) -> ChainSt
     """
     dtype = system.couplings.dtype
     shape = (num_temps, num_replicas)
-    spins = tuple(jnp.broadcast_to(system.clamp, (*shape, n)).astype(dtype) if k == 0 and system.clamped
-                  else jnp.ones((*shape, n), dtype) for k, n in enumerate(system.sizes))
+    spins = [jnp.ones((*shape, n), dtype) for n in system.sizes]
+    spins[0] = system.clamp_values(spins[0].shape, spins[0])
+    spins = tuple(spins)
     return ChainState(spins, jnp.zeros(shape, dtype), jnp.int32(0), *_fresh_walkers(num_temps, num_replicas))
 
 
@@ -127,7 +161,7 @@ def sweep_key(key: jax.Array, sweep) -> jax.Array:
 
 def init_accumulators(system: SpinSystem, num_temps: int, num_replicas: int, num_bins: int) -> dict:
     """Zeroed running sums (see :func:`measure`)."""
-    free = system.free_layers
+    free = measured_layers(system)
     t, r = num_temps, num_replicas
     f = jnp.float32
     return {
@@ -136,8 +170,9 @@ def init_accumulators(system: SpinSystem, num_temps: int, num_replicas: int, num
         "q4": jnp.zeros((t,), f), "abs_q_layer": jnp.zeros((t, len(free)), f),
         "q_layer": jnp.zeros((t, len(free)), f),
         "qmat": jnp.zeros((t, r, r), f), "abs_qmat": jnp.zeros((t, r, r), f),
-        "hist": jnp.zeros((t, num_bins), f),
+        "hist": jnp.zeros((t, num_bins), f), "hist_layer": jnp.zeros((len(free), t, num_bins), f),
         "spin_sum": tuple(jnp.zeros((t, r, system.sizes[k]), f) for k in free),
+        "site": tuple(jnp.zeros((t, system.sizes[k]), f) for k in free),
         "e_sum": jnp.zeros((t,), f), "e2_sum": jnp.zeros((t,), f),
         "pt_prob_sum": jnp.zeros((max(t - 1, 0),), f), "pt_attempts": jnp.zeros((max(t - 1, 0),), f),
         "half_trips": jnp.zeros((r,), jnp.int32),
@@ -149,17 +184,26 @@ def measure(system: SpinSystem, state: ChainState, acc: dict, num_bins: int):
 
     Returns:
       ``(acc, row)``: ``row`` holds this measurement's ``energy`` ``(T, R)``, ``qbar`` ``(T,)``
-      (mean over a < b of |q_ab|) and ``qbar_layer`` ``(T, K)``.
+      (mean over a < b of |q_ab|) and ``qbar_layer`` ``(T, L + 1)``. Every layer is measured.
+      A clamped layer 0 has weight 0 in the global q, and :func:`tapjax.overlap.summarize`
+      drops its per-layer entries.
     """
-    free = system.free_layers
+    free = measured_layers(system)
     spins = [state.spins[k] for k in free]
-    q_layer, q = overlap_matrices(spins)
+    q_layer, _ = overlap_matrices(spins)
+    w = _layer_weights(system)
+    sizes = [s.shape[-1] for s in spins]
+    q = sum(wk * nk * ql for wk, nk, ql in zip(w, sizes, q_layer)) / sum(wk * nk for wk, nk in zip(w, sizes))
     pairs = upper_pairs(q)                                       # (T, P)
     pl = upper_pairs(q_layer)                                    # (K, T, P)
     qbar = jnp.mean(jnp.abs(pairs), -1)
     qbar_layer = jnp.mean(jnp.abs(pl), -1).T                     # (T, K)
     p2 = pairs * pairs
     e = state.energy.astype(jnp.float32)
+    # site decomposition of mean_{a<b} |q_ab|: sign(q_ab) s_i^a s_i^b averaged over pairs a < b
+    r = q.shape[-1]
+    w = jnp.sign(q) * jnp.asarray(np.triu(np.ones((r, r)), 1) / max(r * (r - 1) / 2, 1), q.dtype)
+    site = [jnp.einsum("tab,tai,tbi->ti", w, s, s) for s in spins]
     acc = dict(acc)
     acc.update(
         count=acc["count"] + 1.0,
@@ -168,7 +212,9 @@ def measure(system: SpinSystem, state: ChainState, acc: dict, num_bins: int):
         q_layer=acc["q_layer"] + pl.mean(-1).T,
         qmat=acc["qmat"] + q, abs_qmat=acc["abs_qmat"] + jnp.abs(q),
         hist=acc["hist"] + overlap_histogram(pairs, num_bins),
+        hist_layer=acc["hist_layer"] + overlap_histogram(pl, num_bins),
         spin_sum=tuple(a + s for a, s in zip(acc["spin_sum"], spins)),
+        site=tuple(a + s for a, s in zip(acc["site"], site)),
         e_sum=acc["e_sum"] + e.mean(-1), e2_sum=acc["e2_sum"] + (e * e).mean(-1),
     )
     return acc, {"energy": e, "qbar": qbar, "qbar_layer": qbar_layer}
@@ -209,7 +255,7 @@ def advance(system: SpinSystem, betas: jax.Array, key: jax.Array, state: ChainSt
       ``(state, acc, series)``.
     """
     t, r = state.energy.shape
-    k = len(system.free_layers)
+    k = len(measured_layers(system))
     series = {"energy": jnp.zeros((buffer, t, r), jnp.float32), "qbar": jnp.zeros((buffer, t), jnp.float32),
               "qbar_layer": jnp.zeros((buffer, t, k), jnp.float32)}
 
@@ -253,9 +299,7 @@ def sample(system: SpinSystem, temperatures, config: SamplerConfig, key: jax.Arr
       state: continue from this state instead of a fresh random start (burn-in still runs).
       callback: ``callback(sweeps_done, sweeps_total, metrics)`` after every chunk.
     """
-    if system.fields is None:      # zero fields: same compiled program as a system with fields
-        system = SpinSystem(system.couplings, tuple(jnp.zeros((n,), system.couplings.dtype)
-                                                    for n in system.sizes), system.clamp)
+    system = canonical(system)     # one compiled program for free/clamped, with/without fields
     temps = np.asarray(temperatures, np.float64)
     if temps.ndim != 1 or temps.size < 1 or np.any(~np.isfinite(temps)) or np.any(temps <= 0):
         raise ValueError(f"temperatures {temperatures!r}: need a 1-D array of positive finite values")
