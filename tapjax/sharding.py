@@ -1,0 +1,264 @@
+r"""Scale-out of the TAP analysis over all visible devices (``jax.sharding``).
+
+The two embarrassingly parallel axes of the analysis are sharded over a 1-D device
+:class:`~jax.sharding.Mesh` (axis name ``"batch"``) with :func:`jax.shard_map`:
+
+* the **β grid** of :math:`\lambda_{\min}(I - M(\beta))` (eqs. 22–25) for one net
+  (:func:`sharded_least_eigenvalue`): each device diagonalizes its slice of β values, the
+  couplings are replicated;
+* the **checkpoint axis** of a stack of couplings (:func:`sharded_critical_betas`,
+  :func:`sharded_curves`): each device runs the recurrence bisection (eqs. 26–27) or the β grid
+  on its own slice of checkpoints, so the weights are *not* replicated — a device holds only
+  ``T / n_devices`` checkpoints.
+
+Both axes are padded to a multiple of the device count (by repeating the last element) and the
+padding is dropped from the result. Every device runs, element by element (``lax.map``), the
+same per-element program as the single-device functions, so the results are **bitwise equal**
+to a 1-device run (tested with ``--xla_force_host_platform_device_count=4``). On one device the
+functions reduce to the plain ones.
+
+Multi-host (GPU/TPU clusters): call :func:`jax.distributed.initialize` first on every process,
+then call these functions with the *same* host arrays on every process. The mesh spans
+``jax.devices()`` (all hosts); inputs are assembled with :func:`jax.make_array_from_callback`
+(each process materializes only its own shards) and the results are gathered back to every host
+with ``multihost_utils.process_allgather``. See ``docs/scaling.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from tapjax import recurrence, tap
+from tapjax.spin_model import LayeredCouplings, couplings
+
+AXIS = "batch"
+
+
+def device_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """1-D mesh with axis ``"batch"`` over ``devices`` (default: all devices of all hosts)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (AXIS,))
+
+
+def _pad_leading(x: np.ndarray, multiple: int) -> np.ndarray:
+    """Pads axis 0 to a multiple of ``multiple`` by repeating the last entry."""
+    n = x.shape[0]
+    m = -(-n // multiple) * multiple
+    if m == n:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], m - n, axis=0)], axis=0)
+
+
+def _put(x: np.ndarray, mesh: Mesh, spec: P) -> jax.Array:
+    """Global array with ``NamedSharding(mesh, spec)`` from a host array present on every process."""
+    sharding = NamedSharding(mesh, spec)
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    """Full value of a (possibly multi-host) global array, on every process."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _host_weights(c: LayeredCouplings | Sequence) -> tuple[np.ndarray, ...]:
+    """Host copies, in the dtype JAX will use (float64 → float32 unless x64 is enabled)."""
+    ws = c.weights if isinstance(c, LayeredCouplings) else tuple(c)
+    out = []
+    for w in ws:
+        w = np.asarray(w)
+        if not np.issubdtype(w.dtype, np.floating):
+            w = w.astype(np.float32)
+        out.append(w.astype(jax.dtypes.canonicalize_dtype(w.dtype), copy=False))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- β grid
+@functools.partial(jax.jit, static_argnames=("mesh", "backend", "num_iter", "batch_size"))
+def _lam_sharded(ws, betas, mesh, backend, num_iter, batch_size):
+    def local(ws, b):
+        c = LayeredCouplings(tuple(ws))
+        if backend == "dense":
+            return tap.least_eigenvalue_dense(c, b)
+        return tap.least_eigenvalue_lanczos(c, b, num_iter=num_iter, batch_size=batch_size)[0]
+
+    n_w = len(ws)
+    return jax.shard_map(local, mesh=mesh, in_specs=((P(),) * n_w, P(AXIS)), out_specs=P(AXIS),
+                         check_vma=False)(ws, betas)
+
+
+def sharded_least_eigenvalue(c: LayeredCouplings, betas, backend: str = "dense", *,
+                             mesh: Mesh | None = None, num_iter: int = 120,
+                             batch_size: int = 32) -> np.ndarray:
+    r"""λ_min(I − M(β)) (eqs. 22–25) on a β grid sharded across devices → ``(B,)`` numpy.
+
+    Args:
+      c: couplings of one net (no leading batch axis); replicated on every device.
+      betas: ``(B,)`` inverse temperatures; padded to a multiple of the device count.
+      backend: ``"dense"`` (eigvalsh per β) or ``"lanczos"`` (matrix-free).
+      mesh: 1-D mesh (default :func:`device_mesh`).
+      num_iter, batch_size: Lanczos settings (see :func:`tapjax.tap.least_eigenvalue_lanczos`);
+        for bitwise agreement with a 1-device run keep ``batch_size`` ≤ B / n_devices.
+
+    Returns:
+      ``(B,)`` array equal to :func:`tapjax.tap.least_eigenvalue` on one device.
+    """
+    if backend not in ("dense", "lanczos"):
+        raise ValueError(f"backend={backend!r}: use 'dense' or 'lanczos'")
+    mesh = device_mesh() if mesh is None else mesh
+    ws = _host_weights(c)
+    b = np.atleast_1d(np.asarray(betas, ws[0].dtype))
+    nb = b.shape[0]
+    bp = _pad_leading(b, mesh.size)
+    ws_g = tuple(_put(w, mesh, P()) for w in ws)
+    out = _lam_sharded(ws_g, _put(bp, mesh, P(AXIS)), mesh, backend, num_iter,
+                       min(batch_size, bp.shape[0] // mesh.size))
+    return _to_host(out)[:nb]
+
+
+# --------------------------------------------------------------------------- checkpoints
+@functools.partial(jax.jit, static_argnames=("mesh", "num_scan", "max_iter"))
+def _crit_sharded(ws, thresholds, beta_max, rtol, mesh, num_scan, max_iter):
+    def local(ws, thr):
+        def one(args):
+            w, t = args
+            b, ok = recurrence._critical_beta(LayeredCouplings(tuple(w)), t, beta_max, rtol,
+                                              num_scan, max_iter)
+            return jnp.where(ok, b, jnp.nan)
+
+        return jax.lax.map(one, (tuple(ws), thr))
+
+    n_w = len(ws)
+    return jax.shard_map(local, mesh=mesh, in_specs=((P(AXIS),) * n_w, P(AXIS)), out_specs=P(AXIS),
+                         check_vma=False)(ws, thresholds)
+
+
+def sharded_critical_betas(stacked: LayeredCouplings | Sequence, threshold, beta_max: float, *,
+                           rtol: float = 1e-4, num_scan: int = 32, max_iter: int = 60,
+                           mesh: Mesh | None = None) -> np.ndarray:
+    r"""β_c of every checkpoint of a stack, sharded over checkpoints (eqs. 26–27 + bisection).
+
+    Per checkpoint this is :func:`tapjax.recurrence.critical_beta_bisect`: the first β in
+    ``(0, beta_max]`` where :math:`(1 - \lambda^*) I - M(\beta)` stops being positive definite,
+    to relative precision ``rtol``.
+
+    Args:
+      stacked: couplings with a leading checkpoint axis, ``W^(k)`` of shape
+        ``(T, N_{k-1}, N_k)`` (e.g. :attr:`tapjax.checkpoints.RunHistory.weights`, or several
+        runs' stacks concatenated along axis 0 — the batch mode of ``docs/scaling.md``).
+      threshold: λ* (scalar) or one per checkpoint ``(T,)`` (several runs, each with its own
+        t = 0 reference).
+      beta_max, rtol, num_scan, max_iter: as in :func:`~tapjax.recurrence.critical_beta_bisect`.
+      mesh: 1-D mesh (default :func:`device_mesh`).
+
+    Returns:
+      ``(T,)`` numpy β_c; NaN where λ_min never reaches the threshold on ``(0, beta_max]``.
+    """
+    mesh = device_mesh() if mesh is None else mesh
+    ws = _host_weights(stacked)
+    if ws[0].ndim != 3:
+        raise ValueError(f"stacked couplings need a leading checkpoint axis; W^(1) has shape {ws[0].shape}")
+    dtype = ws[0].dtype
+    T = ws[0].shape[0]
+    thr = np.broadcast_to(np.asarray(threshold, dtype), (T,)).copy()
+    ws_g = tuple(_put(_pad_leading(w, mesh.size), mesh, P(AXIS)) for w in ws)
+    thr_g = _put(_pad_leading(thr, mesh.size), mesh, P(AXIS))
+    out = _crit_sharded(ws_g, thr_g, jnp.asarray(beta_max, dtype), jnp.asarray(rtol, dtype), mesh,
+                        num_scan, max_iter)
+    return _to_host(out)[:T]
+
+
+@functools.partial(jax.jit, static_argnames=("mesh", "backend", "num_iter", "batch_size"))
+def _curves_sharded(ws, betas, mesh, backend, num_iter, batch_size):
+    def local(ws, betas):
+        def one(w):
+            c = LayeredCouplings(tuple(w))
+            if backend == "dense":
+                return tap.least_eigenvalue_dense(c, betas)
+            return tap.least_eigenvalue_lanczos(c, betas, num_iter=num_iter, batch_size=batch_size)[0]
+
+        return jax.lax.map(one, tuple(ws))
+
+    n_w = len(ws)
+    return jax.shard_map(local, mesh=mesh, in_specs=((P(AXIS),) * n_w, P()), out_specs=P(AXIS),
+                         check_vma=False)(ws, betas)
+
+
+def sharded_curves(stacked: LayeredCouplings | Sequence, betas, backend: str = "dense", *,
+                   mesh: Mesh | None = None, num_iter: int = 120, batch_size: int = 32) -> np.ndarray:
+    """λ_min(I − M(β)) curves of every checkpoint, sharded over checkpoints → ``(T, B)`` numpy."""
+    if backend not in ("dense", "lanczos"):
+        raise ValueError(f"backend={backend!r}: use 'dense' or 'lanczos'")
+    mesh = device_mesh() if mesh is None else mesh
+    ws = _host_weights(stacked)
+    T = ws[0].shape[0]
+    b = np.atleast_1d(np.asarray(betas, ws[0].dtype))
+    ws_g = tuple(_put(_pad_leading(w, mesh.size), mesh, P(AXIS)) for w in ws)
+    out = _curves_sharded(ws_g, _put(b, mesh, P()), mesh, backend, num_iter, batch_size)
+    return _to_host(out)[:T]
+
+
+# --------------------------------------------------------------------------- batch mode
+def batch_critical_betas(runs: Sequence, *, beta_max: float | None = None, num_betas: int = 128,
+                         backend: str = "lanczos", rtol: float = 1e-4, num_scan: int = 32,
+                         lanczos_iter: int = 120, dtype=jnp.float32,
+                         mesh: Mesh | None = None) -> list[dict]:
+    r"""β_c of every checkpoint of many runs of one architecture, in one sharded program.
+
+    For each run the paper's threshold λ* = min_β λ_min(I − M(β)) of its t = 0 checkpoint is
+    taken on a ``num_betas`` grid (the t = 0 curves of all runs are one sharded
+    :func:`sharded_curves` call; no golden-section polish, so λ* is the grid minimum). Then all
+    checkpoints of all runs are concatenated along the checkpoint axis and bisected together by
+    :func:`sharded_critical_betas`, each with its own run's λ*. As in
+    :func:`tapjax.analysis.analyze_run`, the t = 0 checkpoint gets the β of its own minimum.
+
+    Args:
+      runs: run directories or loaded :class:`tapjax.checkpoints.RunHistory` objects; all must
+        have the same layer sizes.
+      beta_max: top of the β range (default twice the analytic MSK β_c of the sizes).
+
+    Returns:
+      One dict per run: ``t``, ``val_error``, ``beta_c``, ``T_c`` (numpy arrays), ``threshold``.
+    """
+    from tapjax import checkpoints as ckpt, msk  # pylint: disable=import-outside-toplevel
+    hists = [ckpt.load_run(r) if isinstance(r, str) else r for r in runs]
+    if not hists:
+        raise ValueError("no runs given")
+    sizes = [couplings(h.weights_at(0), check_finite=False).sizes for h in hists]
+    if any(s != sizes[0] for s in sizes):
+        raise ValueError(f"runs have different layer sizes {sorted(set(sizes))}; batch one architecture at a time")
+    np_dtype = np.dtype(jnp.dtype(dtype).name)
+    if beta_max is None:
+        scale = float(hists[0].config.get("model", {}).get("init_scale", 2.0)) if hists[0].config else 2.0
+        beta_max = 2.0 * msk.critical_beta(sizes[0], scale)
+    betas = np.linspace(0.0, beta_max, num_betas + 1)[1:]
+    L = len(hists[0].weights)
+    first = tuple(np.stack([h.weights[k][0] for h in hists]).astype(np_dtype) for k in range(L))
+    ref = sharded_curves(first, betas, backend, mesh=mesh, num_iter=lanczos_iter)
+    lam_star, beta_star = ref.min(axis=1), betas[np.argmin(ref, axis=1)]
+    counts = [len(h) for h in hists]
+    allw = tuple(np.concatenate([h.weights[k] for h in hists]).astype(np_dtype) for k in range(L))
+    thr = np.repeat(lam_star, counts)
+    bc = sharded_critical_betas(allw, thr, beta_max, rtol=rtol, num_scan=num_scan, mesh=mesh)
+    out, start = [], 0
+    for h, n, ls, bs in zip(hists, counts, lam_star, beta_star):
+        b = bc[start:start + n].copy()
+        b[0] = bs  # t = 0 touches λ* at its own minimum (as in analyze_run)
+        out.append({"t": h.t, "val_error": h.val_error, "beta_c": b, "T_c": 1.0 / b,
+                    "threshold": float(ls)})
+        start += n
+    return out
+
+
+__all__ = ["AXIS", "batch_critical_betas", "device_mesh", "sharded_critical_betas",
+           "sharded_curves", "sharded_least_eigenvalue"]
