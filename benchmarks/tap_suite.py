@@ -511,6 +511,8 @@ def write_outputs(results: list[dict], info: dict, args, out_dir: str) -> None:
         t = r["task"]
         row = {"workload": t["workload"], "method": t["method"], "N": sum(t["sizes"]),
                "L": len(t["sizes"]) - 1, "n": max(t["sizes"]), "sweep": t.get("sweep")}
+        if row["sweep"] == "width" and row["n"] == 512 and row["L"] == 4:
+            row["sweep"] = "width+depth"  # the 4 x 512 chain belongs to both sweeps
         if "skipped" in r:
             row["skipped"] = r["skipped"]
         elif "error" in r:

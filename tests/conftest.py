@@ -1,7 +1,11 @@
 import os
 
-import jax
-import pytest
+# CPU LAPACK (eigh, Cholesky) is far slower with OpenBLAS's default threading on small
+# machines (measured ~100x on 512x512 Cholesky); must be set before jax/numpy load it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
