@@ -108,7 +108,7 @@ def fill_no_crossing(hist: ckpt.RunHistory, a: analysis.Analysis, backend: str =
     the threshold λ* near the reference β* (the t = 0 minimum), in a window narrower than the
     scan spacing — or, within numerical noise, not at all. For each such checkpoint:
 
-    * if :math:`(1-\lambda^*)I - M(eta^*)` is not positive definite, the crossing is bracketed in
+    * if :math:`(1-\lambda^*)I - M(\beta^*)` is not positive definite, the crossing is bracketed in
       ``[(1 − bracket) β*, β*]`` and bisected with the same recurrence PD test (``rtol``);
     * otherwise β_c is put at the minimum of λ_min(β) (golden section on
       ``[(1 − bracket) β*, (1 + bracket) β*]``), the temperature of closest approach.
