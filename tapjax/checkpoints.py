@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import io
 import json
 import os
 import tempfile
@@ -66,21 +67,10 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def atomic_write_npz(path: str, arrays: Mapping[str, Any]) -> None:
-    """``np.savez`` to ``path`` atomically."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
+    """``np.savez`` to ``path`` atomically (serialized in memory, then :func:`atomic_write_bytes`)."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
