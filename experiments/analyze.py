@@ -45,6 +45,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("num_betas", 128, "β grid size (threshold search and the Fig. 5 curves).")
     flags.DEFINE_float("beta_max", None, "Largest β (default: 2× the analytic MSK β_c).")
     flags.DEFINE_bool("ends", True, "Also write OUT_ends.* (curves and dense spectra of first/last checkpoint).")
+    flags.DEFINE_bool("curves", False, "Also store λ_min(I − M(β)) on the β grid for every checkpoint in OUT.npz.")
+    flags.DEFINE_bool("x64", False, "Analyze in float64 (enables jax_enable_x64).")
     flags.DEFINE_bool("force", False, "Recompute even when the outputs are up to date.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
@@ -76,8 +78,8 @@ def _from_saved(d: dict) -> analysis.Analysis:
                              info=d["json"]["info"], **kw)
 
 
-def _couplings(hist: ckpt.RunHistory, i: int):
-    return couplings(hist.weights_at(i), name=hist.paths[i])
+def _couplings(hist: ckpt.RunHistory, i: int, dtype=None):
+    return couplings(hist.weights_at(i), name=hist.paths[i], dtype=dtype)
 
 
 def _golden_min(f, lo: float, hi: float, rtol: float = 1e-4, max_iter: int = 40) -> tuple[float, float]:
@@ -101,7 +103,7 @@ def _golden_min(f, lo: float, hi: float, rtol: float = 1e-4, max_iter: int = 40)
 
 
 def fill_no_crossing(hist: ckpt.RunHistory, a: analysis.Analysis, backend: str = "lanczos",
-                     bracket: float = 0.4, rtol: float = 1e-4) -> analysis.Analysis:
+                     bracket: float = 0.4, rtol: float = 1e-4, dtype=None) -> analysis.Analysis:
     r"""Fills NaN β_c of checkpoints where the bisection's coarse scan found no crossing.
 
     A nearly untrained net (small lr, early times) has a λ_min(β) curve that only just touches
@@ -124,7 +126,7 @@ def fill_no_crossing(hist: ckpt.RunHistory, a: analysis.Analysis, backend: str =
     t_index = {float(t): i for i, t in enumerate(hist.t)}
     filled = []
     for row in bad:
-        c = _couplings(hist, t_index[float(a.t[row])])
+        c = _couplings(hist, t_index[float(a.t[row])], dtype)
         pd = lambda b: bool(recurrence.positive_definite(c, b, a.threshold))
         if not pd(b_star) and pd(lo0):
             lo, hi = lo0, b_star
@@ -145,14 +147,14 @@ def fill_no_crossing(hist: ckpt.RunHistory, a: analysis.Analysis, backend: str =
 
 
 def analyze_ends(hist: ckpt.RunHistory, a: analysis.Analysis, betas: np.ndarray,
-                 backend: str = "lanczos") -> analysis.Analysis:
+                 backend: str = "lanczos", dtype=None) -> analysis.Analysis:
     """First and last checkpoint of ``a`` with the λ_min(β) curve (Fig. 5), and the dense spectra
     of I − M at their β_c (Fig. 7) and of J (Fig. 9); β_c is taken from ``a``."""
     rows = [0, len(a.t) - 1]
     t_index = {float(t): i for i, t in enumerate(hist.t)}
     curves, tap_sp, bond_sp = [], [], []
     for row in rows:
-        c = _couplings(hist, t_index[float(a.t[row])])
+        c = _couplings(hist, t_index[float(a.t[row])], dtype)
         curves.append(np.asarray(tap.least_eigenvalue(c, betas, backend)))
         bc = a.beta_c[row]
         tap_sp.append(np.asarray(spectra.tap_spectrum(c, bc)) if np.isfinite(bc)
@@ -190,8 +192,12 @@ def merge_analyses(old: analysis.Analysis, new: analysis.Analysis) -> analysis.A
                                                   if float(f["t"]) not in have]
     if filled:
         info["beta_c_filled"] = filled
+    curves = None
+    if old.curves is not None and new.curves is not None:
+        curves = np.concatenate([np.asarray(old.curves), np.asarray(new.curves)[add]])[order]
     return analysis.Analysis(**{k: v[order] for k, v in cols.items()}, threshold=old.threshold,
-                             analytic_beta_c=old.analytic_beta_c, info=info)
+                             analytic_beta_c=old.analytic_beta_c, info=info,
+                             betas=old.betas if curves is not None else None, curves=curves)
 
 
 def default_betas(analytic_beta_c: float, num_betas: int, beta_max: float | None = None) -> np.ndarray:
@@ -201,8 +207,12 @@ def default_betas(analytic_beta_c: float, num_betas: int, beta_max: float | None
 
 def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "bisection",
                     backend: str = "lanczos", num_betas: int = 128, beta_max: float | None = None,
-                    ends: bool = True, force: bool = False, progress: bool = True) -> dict:
+                    ends: bool = True, curves: bool = False, dtype=None, force: bool = False,
+                    progress: bool = True) -> dict:
     """Analyzes one run directory (read only) and writes the outputs under ``out_prefix``.
+
+    ``curves`` also stores λ_min(I − M(β)) on the β grid for every checkpoint; ``dtype``
+    (e.g. ``jnp.float64`` with x64 enabled) sets the analysis precision.
 
     Each of the two outputs (all checkpoints; first/last with curves and spectra) is skipped
     when it is newer than the run's last checkpoint, unless ``force``. A stale table computed
@@ -222,6 +232,11 @@ def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "bisection",
     t0 = time.monotonic()
     hist = ckpt.load_run(workdir)
     settings = {"method": method, "backend": backend, "num_betas": num_betas, "beta_max": beta_max}
+    if curves:
+        settings["curves"] = True
+    if dtype is not None and np.dtype(dtype) != np.float32:
+        settings["dtype"] = str(np.dtype(dtype))
+    extra = {"dtype": dtype} if dtype is not None else {}
     if main_fresh:
         a = _from_saved(analysis.load_analysis(out_prefix))
     else:
@@ -234,15 +249,15 @@ def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "bisection",
         todo = [i for i, t in enumerate(hist.t) if float(t) not in done]
         a = analysis.analyze_run(hist, method=method, backend=backend, num_betas=num_betas,
                                  beta_max=beta_max, level_spacing=True, progress=progress,
-                                 indices=todo)
-        a = fill_no_crossing(hist, a, backend)
+                                 indices=todo, curves=curves, **extra)
+        a = fill_no_crossing(hist, a, backend, dtype=dtype)
         a.info.update(workdir=os.path.abspath(workdir), settings=settings)
         if prev is not None:
             a = merge_analyses(prev, a)
         analysis.save_analysis(a, out_prefix)
     if not ends_fresh:
         betas = default_betas(a.analytic_beta_c, num_betas, beta_max)
-        analysis.save_analysis(analyze_ends(hist, a, betas, backend), out_prefix + "_ends")
+        analysis.save_analysis(analyze_ends(hist, a, betas, backend, dtype), out_prefix + "_ends")
     return {"outputs": output_paths(out_prefix, ends), "skipped": False,
             "seconds": time.monotonic() - t0, "checkpoints": len(hist)}
 
@@ -252,9 +267,15 @@ def main(argv):
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required")
     out = FLAGS.out or os.path.join(FLAGS.workdir, "analysis")
+    dtype = None
+    if FLAGS.x64:
+        import jax  # pylint: disable=import-outside-toplevel
+        jax.config.update("jax_enable_x64", True)
+        dtype = np.float64
     res = analyze_workdir(FLAGS.workdir, out, method=FLAGS.method, backend=FLAGS.backend,
                           num_betas=FLAGS.num_betas, beta_max=FLAGS.beta_max, ends=FLAGS.ends,
-                          force=FLAGS.force, progress=FLAGS.progress)
+                          curves=FLAGS.curves, dtype=dtype, force=FLAGS.force,
+                          progress=FLAGS.progress)
     print(json.dumps({**res, "seconds": round(res["seconds"], 1)}))
 
 

@@ -74,7 +74,7 @@ PRESETS = {
     "quick": dict(widths=(128, 128, 128, 10), dataset="embedded", n_train=None, n_val=None,
                   epochs={"binarized_lr1e-4": 40, "binarized_lr1e-6": 60,
                           "standard_lr1e-4": 20, "standard_lr1e-6": 60},
-                  schedule="log:8", first_epoch_levels=6, num_betas=64, fit_t_min=1.0,
+                  schedule="log:6", first_epoch_levels=4, num_betas=48, fit_t_min=1.0,
                   bootstrap=300),
     "tiny": dict(widths=(32, 32, 32, 10), dataset="embedded", n_train=1024, n_val=500, pixel_stride=2,
                  epochs={"binarized_lr1e-4": 4, "binarized_lr1e-6": 4,

@@ -184,3 +184,23 @@ def test_merge_rejects_a_different_threshold():
     np.testing.assert_array_equal(merged.t, [0, 1, 2, 3, 4])
     with pytest.raises(ValueError, match="thresholds differ"):
         analyze_lib.merge_analyses(mk(0.1, [0]), mk(0.2, [0, 1]))
+
+
+def test_analysis_curves_for_every_checkpoint(tiny, tmp_path):
+    """--curves: λ_min(I − M(β)) on the grid for every checkpoint, consistent with β_c."""
+    from experiments import analyze as analyze_lib
+    out, _ = tiny
+    run = os.path.join(out, "runs", "binarized_lr1e-4")
+    nb = reproduce_lib.PRESETS["tiny"]["num_betas"]
+    prefix = str(tmp_path / "an")
+    analyze_lib.analyze_workdir(run, prefix, num_betas=nb, curves=True, ends=False, progress=False)
+    a = load_analysis(prefix)
+    assert a["curves"].shape == (len(a["t"]), nb) and np.all(np.isfinite(a["curves"]))
+    assert a["json"]["info"]["settings"]["curves"] is True
+    filled = {f["t"] for f in a["json"]["info"].get("beta_c_filled", [])}
+    spacing = a["betas"][1] - a["betas"][0]
+    for i, t in enumerate(a["t"]):
+        hit = np.nonzero(a["curves"][i] <= a["threshold"] + 1e-6)[0]
+        if i == 0 or t in filled or hit.size == 0:
+            continue
+        assert abs(a["betas"][hit[0]] - a["beta_c"][i]) <= 1.5 * spacing, (t, a["betas"][hit[0]], a["beta_c"][i])
