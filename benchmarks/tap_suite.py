@@ -14,8 +14,9 @@ Methods (each measured in its own subprocess, so its peak RSS is its own):
     matrix per β (:func:`tapjax.tap.least_eigenvalue_dense`);
   * ``dense_cholesky``  — positive-definiteness test by a dense Cholesky of I − M − λ*I;
   * ``recurrence``      — the block recurrence of eqs. 26–27 (:func:`tapjax.recurrence.positive_definite`);
-    its β_c is :func:`tapjax.recurrence.critical_beta_bisect` (32-point scan + bisection), and
-    a prototype that needs ~4× fewer PD tests (``secant``, see :func:`critical_beta_secant`);
+    its β_c is :func:`tapjax.recurrence.critical_beta_search`, timed twice: ``bisect``
+    (32-point early-exit scan + bisection on the PD test) and ``secant`` (the default:
+    16-point early-exit scan + Illinois regula falsi on the last-pivot margin);
   * ``lanczos``         — matrix-free λ_min (:func:`tapjax.tap.least_eigenvalue_lanczos`, 120 steps);
   * ``scipy_eigh``      — outside baseline: LAPACK through ``scipy.linalg.eigh`` on the dense
     matrix (``syevd``, all eigenvalues) and ``scipy_eigh_min`` (``syevr``, λ_min only).
@@ -169,18 +170,11 @@ def _child(task: dict) -> dict:
             b = jnp.float32(bvals[i % len(bvals)])
             ts += timed(comp, c, b, thr, repeats=1)
         res["per_beta_s"] = ts
-        # β_c: the library's scan + bisection, AOT-compiled so compile and run are separate
+        # β_c: the library's search, AOT-compiled so compile and run are separate
         if task.get("library_bisect", True):
-            _library_bisect(res, c, thr, beta_max, task, aot)
-        # prototype: early-exit scan + safeguarded secant on λ_min of the last pivot
+            _library_search(res, c, thr, beta_max, task, aot, "bisect", 32)
         if task.get("secant", True):
-            probe, res["secant_compile_s"] = aot(_last_pivot_probe_jit(), c, jnp.float32(0.5), thr)
-            sec_ts = []
-            for _ in range(task["tc_repeats"]):
-                t = time.perf_counter()
-                bc, n_tests = critical_beta_secant(lambda b: probe(c, jnp.float32(b), thr), beta_max, RTOL)
-                sec_ts.append(time.perf_counter() - t)
-            res.update(tc_secant_s=sec_ts, beta_c_secant=bc, tc_secant_tests=n_tests)
+            _library_search(res, c, thr, beta_max, task, aot, "secant", 16)
     elif method == "lanczos":
         B = task["lanczos_betas"]
         betas = jnp.asarray(bvals[:B], jnp.float32)
@@ -228,26 +222,27 @@ def _child(task: dict) -> dict:
     return res
 
 
-def _library_bisect(res: dict, c, thr, beta_max: float, task: dict, aot) -> None:
-    """Times :func:`tapjax.recurrence.critical_beta_bisect`'s jitted core (AOT-compiled)."""
+def _library_search(res: dict, c, thr, beta_max: float, task: dict, aot, method: str,
+                    num_scan: int) -> None:
+    """Times :func:`tapjax.recurrence.critical_beta_search` (AOT-compiled) with ``method``;
+    records ``tc_<key>_s`` (per repeat), ``beta_c_<key>``, ``tc_<key>_tests`` and the compile
+    time, ``key`` = ``bisect`` or ``secant``."""
     import jax
     import jax.numpy as jnp
 
     from tapjax import recurrence
 
     args = (c, thr, jnp.float32(beta_max), jnp.float32(RTOL))
-    comp, res["tc_compile_s"] = aot(recurrence._critical_beta, *args, num_scan=32, max_iter=60)
+    comp, res[f"tc_{method}_compile_s"] = aot(recurrence.critical_beta_search, *args,
+                                              num_scan=num_scan, max_iter=60, method=method)
     ts, out = [], None
     for _ in range(task["tc_repeats"]):
         t = time.perf_counter()
         out = jax.block_until_ready(comp(*args))
         ts.append(time.perf_counter() - t)
-    res["tc_bisect_s"] = ts
-    res["beta_c_bisect"] = float(out[0]) if bool(out[1]) else None
-    # PD tests made: the 32 scan points (all evaluated) + the bisection steps
-    if res["beta_c_bisect"]:
-        spacing = beta_max / 32
-        res["tc_bisect_tests"] = 32 + max(0, math.ceil(math.log2(spacing / (RTOL * res["beta_c_bisect"]))))
+    res[f"tc_{method}_s"] = ts
+    res[f"beta_c_{method}"] = float(out.beta) if bool(out.crossed) else None
+    res[f"tc_{method}_tests"] = int(out.num_tests)
 
 
 def _dense_cholesky_jit():
@@ -266,102 +261,6 @@ def _dense_cholesky_jit():
         return jax.lax.map(one, betas)
 
     return dense_cholesky_pd
-
-
-def _last_pivot_probe_jit():
-    """Jitted ``(c, β, shift) -> (pivots D_0..D_{L-1} PD, λ_min(D_L))`` (eq. 26, last pivot kept).
-
-    With the earlier pivots positive definite, ``(1 − shift) I − M(β)`` is PD iff ``D_L`` is, and
-    singular iff ``D_L`` is (eq. 27), so λ_min(D_L(β)) is a smooth function of β that crosses
-    zero exactly at β_c — something a secant step can use, unlike the 1-bit PD answer.
-    Reuses the private step of :mod:`tapjax.recurrence` (prototype for that module).
-    """
-    import jax
-    import jax.numpy as jnp
-
-    from tapjax import recurrence
-    from tapjax.spin_model import row_square_sums
-
-    @jax.jit
-    def probe(c, beta, shift):
-        r = row_square_sums(c)
-        a = [1.0 - shift + beta ** 2 * rk for rk in r]
-        ok = jnp.all(a[0] > 0)
-        w1 = c.weights[0]
-        D = jnp.diag(a[1]) - beta ** 2 * (w1.T @ (w1 / a[0][:, None]))
-        for k0, k1 in recurrence._segments(c):
-            if k1 - k0 == 1:
-                D, _, flag = recurrence._step_cholesky(D, c.weights[k0 - 1], a[k0], beta)
-                ok = ok & flag
-                continue
-
-            def body(carry, xs):
-                D, ok = carry
-                Dn, _, flag = recurrence._step_cholesky(D, xs[0], xs[1], beta)
-                return (Dn, ok & flag), None
-
-            (D, ok), _ = jax.lax.scan(body, (D, ok), (jnp.stack(c.weights[k0 - 1:k1 - 1]),
-                                                      jnp.stack(a[k0:k1])))
-        return ok, jnp.linalg.eigvalsh(D)[0]
-
-    return probe
-
-
-def critical_beta_secant(probe, beta_max: float, rtol: float = 1e-4, num_scan: int = 8,
-                         max_tests: int = 60) -> tuple[float, int]:
-    """First β in (0, beta_max] where the PD test fails, to relative precision ``rtol``.
-
-    Prototype of a faster :func:`tapjax.recurrence.critical_beta_bisect`: (1) scan a uniform
-    ``num_scan``-point grid upward and stop at the first failing point (not all points);
-    (2) inside the bracket, Illinois-modified regula falsi on g(β) = λ_min(D_L(β)) (see
-    :func:`_last_pivot_probe_jit`), with bisection whenever g is undefined (an earlier pivot
-    failed) or the bracket did not halve in two steps. Returns ``(beta_c, number of PD tests)``;
-    β_c is the upper end of the final bracket, as in the library function.
-    """
-    n = 0
-
-    def g(b):
-        nonlocal n
-        n += 1
-        ok, lam = probe(b)
-        return float(lam) if bool(ok) else float("nan")
-
-    lo, glo = 0.0, 1.0 - THRESHOLD  # β = 0: (1 − λ*) I, every pivot is 1 − λ*
-    hi = ghi = None
-    for i in range(1, num_scan + 1):
-        b = beta_max * i / num_scan
-        gb = g(b)
-        if not gb > 0:  # fails (λ_min(D_L) ≤ 0, or an earlier pivot failed: NaN)
-            hi, ghi = b, gb
-            break
-        lo, glo = b, gb
-    if hi is None:
-        raise ValueError(f"no crossing on (0, {beta_max:g}]")
-    side, widths = 0, [hi - lo]
-    while hi - lo > rtol * hi and n < max_tests:
-        delta = 0.25 * rtol * hi
-        stalled = len(widths) >= 3 and widths[-1] > 0.5 * widths[-3]
-        if math.isfinite(ghi) and not stalled:
-            x = hi - ghi * (hi - lo) / (ghi - glo)
-            # aim just past the estimate, away from the end that moved last, so that an
-            # accurate estimate closes the bracket from the other side in one step
-            x += delta * side
-            x = min(max(x, lo + delta), hi - delta)
-        else:
-            x = 0.5 * (lo + hi)
-        gx = g(x)
-        if gx > 0:
-            lo, glo = x, gx
-            if side == 1 and math.isfinite(ghi):
-                ghi *= 0.5  # Illinois: halve the value at the end that did not move
-            side = 1
-        else:
-            hi, ghi = x, gx
-            if side == -1:
-                glo *= 0.5
-            side = -1
-        widths.append(hi - lo)
-    return hi, n
 
 
 # =========================================================================== parent side
@@ -461,9 +360,10 @@ def summarize(r: dict) -> dict:
             row["tc_bisect_median_s"] = float(np.median(r["tc_bisect_s"]))
             row["beta_c_bisect"] = r.get("beta_c_bisect")
             row["tc_bisect_tests"] = r.get("tc_bisect_tests")
-            row["tc_compile_s"] = r.get("tc_compile_s")
-        elif r.get("beta_c_secant"):  # library bisection not run (big chain): its PD-test count × per β
-            tests = 32 + max(0, math.ceil(math.log2(r["beta_max"] / 32 / (RTOL * r["beta_c_secant"]))))
+            row["tc_compile_s"] = r.get("tc_bisect_compile_s", r.get("tc_compile_s"))
+        elif r.get("beta_c_secant"):  # bisection not run (big chain): 32 scan tests + bisection, × per β
+            first = math.ceil(32 * r["beta_c_secant"] / r["beta_max"])
+            tests = first + max(0, math.ceil(math.log2(r["beta_max"] / 32 / (RTOL * r["beta_c_secant"]))))
             row.update(tc_bisect_s=tests * s["min"], tc_bisect_tests=tests, tc_bisect_extrapolated=True)
         if r.get("tc_secant_s"):
             row["tc_secant_s"] = float(np.min(r["tc_secant_s"]))
@@ -580,12 +480,13 @@ def render_markdown(rows, info, expo, tc_expo, args) -> str:
             why = r.get("skipped") or ("error: " + r.get("error", "").splitlines()[-1] if r.get("error") else "")
             L.append(f"| {r['workload']} | {r['N']:,} | {r['method']} | skipped: {why} | | | | |")
     L.append("\n## Time to β_c (relative precision 1e-4)\n")
-    L.append("Recurrence + bisection = `critical_beta_bisect` (32-point scan + bisection; #tests = PD tests). "
-             "Secant = prototype `critical_beta_secant` in this file (early-exit 8-point scan + "
-             "Illinois regula falsi on λ_min of the last pivot). Grid = the paper's 256-point β grid "
+    L.append("Both columns are `tapjax.recurrence.critical_beta_search`; #tests = recurrence evaluations. "
+             "Bisection = `method=\"bisect\"` (early-exit 32-point scan + bisection on the PD test). "
+             "Secant = `method=\"secant\"`, the library default (early-exit 16-point scan + Illinois regula "
+             "falsi on the last-pivot margin λ_min(D_L)). Grid = the paper's 256-point β grid "
              "(measured where it fits the time budget, else 256 × per-β min, marked *extrapolated*); "
              "its resolution is the grid spacing β_max/256 ≈ 4e-3 β_max, not 1e-4.\n")
-    L.append("| workload | N | recurrence+bisection | #tests | secant (prototype) | #tests | dense eigvalsh grid | scipy λ_min grid | Lanczos grid | grid / bisection | grid / secant |")
+    L.append("| workload | N | recurrence+bisection | #tests | secant (default) | #tests | dense eigvalsh grid | scipy λ_min grid | Lanczos grid | grid / bisection | grid / secant |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     by_w = {}
     for r in rows:
@@ -671,7 +572,7 @@ def plot(rows, path, info):
     if rec_x:
         ax.plot(*zip(*rec_x), "o", mfc="none", color="C0", label="recurrence + bisection (extrap.)")
     if sec:
-        ax.plot(*zip(*sec), "o--", color="C1", label="recurrence + secant (prototype)")
+        ax.plot(*zip(*sec), "o--", color="C1", label="recurrence + secant (default)")
     if gm:
         ax.plot(*zip(*gm), "^-", color="C2", label="256-point eigvalsh grid (extrap. from per-β)")
     if lz:

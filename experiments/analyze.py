@@ -40,7 +40,8 @@ FLAGS = flags.FLAGS
 def _define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Run directory with checkpoints/ (read only).")
     flags.DEFINE_string("out", None, "Output prefix (default: WORKDIR/analysis).")
-    flags.DEFINE_enum("method", "bisection", ["bisection", "grid"], "β_c search: recurrence bisection or the paper's grid.")
+    flags.DEFINE_enum("method", "recurrence", ["recurrence", "bisection", "grid"],
+                      "β_c search: recurrence root search (secant), recurrence bisection, or the paper's grid.")
     flags.DEFINE_enum("backend", "lanczos", ["lanczos", "dense"], "λ_min(I − M) backend for threshold and curves.")
     flags.DEFINE_integer("num_betas", 128, "β grid size (threshold search and the Fig. 5 curves).")
     flags.DEFINE_float("beta_max", None, "Largest β (default: 2× the analytic MSK β_c).")
@@ -205,7 +206,7 @@ def default_betas(analytic_beta_c: float, num_betas: int, beta_max: float | None
     return np.linspace(0.0, beta_max or 2.0 * analytic_beta_c, num_betas + 1)[1:]
 
 
-def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "bisection",
+def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "recurrence",
                     backend: str = "lanczos", num_betas: int = 128, beta_max: float | None = None,
                     ends: bool = True, curves: bool = False, dtype=None, force: bool = False,
                     progress: bool = True) -> dict:

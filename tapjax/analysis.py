@@ -47,7 +47,7 @@ class Analysis:
                  for k in keys} for i in range(len(self.t))]
 
 
-def analyze_run(run: str | ckpt.RunHistory, *, method: str = "bisection", backend: str = "lanczos",
+def analyze_run(run: str | ckpt.RunHistory, *, method: str = "recurrence", backend: str = "lanczos",
                 betas=None, beta_max: float | None = None, num_betas: int = 256,
                 curves: bool = False, keep_spectra: bool = False, level_spacing: bool = True,
                 rtol: float = 1e-4, lanczos_iter: int = 120, dtype=jnp.float32,
@@ -56,14 +56,16 @@ def analyze_run(run: str | ckpt.RunHistory, *, method: str = "bisection", backen
 
     Args:
       run: run directory or a loaded :class:`~tapjax.checkpoints.RunHistory`.
-      method: ``"bisection"`` (recurrence PD test, eqs. 26–27) or ``"grid"`` (paper).
+      method: ``"recurrence"`` (root search on the block recurrence, eqs. 26–27:
+        :func:`tapjax.recurrence.critical_beta`, secant refinement, the reference β* as a scan
+        hint), ``"bisection"`` (same with plain bisection) or ``"grid"`` (the paper's β grid).
       backend: λ_min backend for the reference threshold and curves: ``"lanczos"`` or ``"dense"``.
       betas: β grid; default ``linspace(0, beta_max, num_betas + 1)[1:]`` with ``beta_max``
         defaulting to twice the analytic MSK β_c of the net's sizes.
       curves: also store λ_min(β) for every checkpoint (``(T, B)``).
       keep_spectra: store the full spectra of I − M at β_c and of J (dense; small nets).
       level_spacing: compute s0/s_typ (one dense eigvalsh of I − M per checkpoint).
-      rtol: relative precision of β_c for bisection.
+      rtol: relative precision of β_c (recurrence methods).
       dtype: float32 (default) or float64 (enable ``jax_enable_x64`` first).
       indices: subset of checkpoint indices (the reference t=0 checkpoint is always used).
 
@@ -72,8 +74,8 @@ def analyze_run(run: str | ckpt.RunHistory, *, method: str = "bisection", backen
       in ``info["errors"]``).
     """
     hist = ckpt.load_run(run) if isinstance(run, str) else run
-    if method not in ("bisection", "grid"):
-        raise ValueError(f"method={method!r}: use 'bisection' or 'grid'")
+    if method not in ("recurrence", "bisection", "grid"):
+        raise ValueError(f"method={method!r}: use 'recurrence', 'bisection' or 'grid'")
     cs = lambda i: couplings(hist.weights_at(i), name=hist.paths[i] if hist.paths else f"checkpoint {i}",
                              dtype=dtype)
     c0 = cs(0)
@@ -102,7 +104,8 @@ def analyze_run(run: str | ckpt.RunHistory, *, method: str = "bisection", backen
                 cur = curve_arr[row] if curves else np.asarray(tap.least_eigenvalue(c, betas, backend, **kw))
                 bc = float(betas[tap.first_crossing_index(cur, thr.value)])
             else:
-                bc = recurrence.critical_beta_bisect(c, thr.value, float(betas[-1]), rtol=rtol)
+                bc = recurrence.critical_beta(c, thr.value, float(betas[-1]), rtol=rtol, hint=thr.beta,
+                                              method="secant" if method == "recurrence" else "bisect")
         except tap.NoCrossingError as e:
             bc, errors[float(hist.t[i])] = np.nan, str(e)
         out["beta_c"][row] = bc

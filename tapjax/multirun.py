@@ -39,8 +39,8 @@ from tapjax.binarize import ste_step
 from tapjax.data import Dataset
 from tapjax.losses import mean_loss
 from tapjax.models import init_params, preprocess
-from tapjax.training import (TrainConfig, TrainResult, _state_arrays, checkpoint_steps,
-                             epoch_batches)
+from tapjax.training import (TrainConfig, TrainResult, checkpoint_steps, epoch_batches,
+                             scan_compiler_options, sgd_scan, state_arrays)
 
 # Fields that must agree across runs trained together (lr, momentum, seed, kind may differ).
 SHARED_FIELDS = ("batch_size", "epochs", "margin", "schedule", "first_epoch_levels")
@@ -112,14 +112,7 @@ def run_chunk(margin: float) -> Callable:
         def loss_fn(p, xb, yb):
             return mean_loss(forward(p, xb, hyper["is_binarized"]), yb, margin)
 
-        def body(carry, ib):
-            params, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params, x[ib], y[ib])
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), idx)
-        return params, opt_state, losses
+        return sgd_scan(loss_fn, tx, params, opt_state, x, y, idx)
 
     return one_run
 
@@ -133,7 +126,8 @@ def make_multi_chunk_fn(margin: float) -> Callable:
     and labels ``y`` ``(n,)`` shared by all runs, ``idx`` int32 ``(R, steps, batch)``, and
     ``losses`` ``(R, steps)``. Inputs ``params`` and ``opt_state`` are donated.
     """
-    return jax.jit(jax.vmap(run_chunk(margin), in_axes=(0, 0, 0, None, None, 0)), donate_argnums=(0, 1))
+    return jax.jit(jax.vmap(run_chunk(margin), in_axes=(0, 0, 0, None, None, 0)), donate_argnums=(0, 1),
+                   compiler_options=scan_compiler_options())
 
 
 @jax.jit
@@ -230,7 +224,7 @@ def train_many(cfgs: Sequence[TrainConfig], data: Dataset, workdirs: Sequence[st
             if write_state:
                 ckpt.atomic_write_json(os.path.join(wd, "history.json"), histories[r])
                 ckpt.atomic_write_npz(os.path.join(wd, "state.npz"),
-                                      _state_arrays(p, unstack_tree(host_opt, r), step, len(histories[r])))
+                                      state_arrays(p, unstack_tree(host_opt, r), step, len(histories[r])))
 
     if workdirs is not None:
         for cfg, wd in zip(cfgs, workdirs):

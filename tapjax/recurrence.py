@@ -83,11 +83,17 @@ def _segments(c: LayeredCouplings) -> list[tuple[int, int]]:
     return segs
 
 
-def _recurrence(c: LayeredCouplings, beta, shift, mode: str) -> RecurrenceResult:
+def _eliminate(c: LayeredCouplings, beta, shift, mode: str):
+    """Pivots D_0..D_{L-1} eliminated; returns ``(D_L, Σ log|det D_k|, #bad, r-shifted diag)``.
+
+    ``#bad`` counts non-PD pivots (``mode="cholesky"``) or negative eigenvalues (``"inertia"``)
+    among D_0..D_{L-1}.
+    """
     r = row_square_sums(c)
-    dtype = c.dtype
     a = [1.0 - shift + beta ** 2 * rk for rk in r]
     step = _step_cholesky if mode == "cholesky" else _step_eigh
+    count = (lambda flag: jnp.int32(1) - flag.astype(jnp.int32)) if mode == "cholesky" else \
+        (lambda flag: flag.astype(jnp.int32))
     # k = 0: D_0 = diag(a_0) is diagonal, so D_1 needs no factorization.
     logdet = jnp.sum(jnp.log(jnp.abs(a[0])))
     neg = jnp.sum(a[0] <= 0).astype(jnp.int32)
@@ -96,20 +102,22 @@ def _recurrence(c: LayeredCouplings, beta, shift, mode: str) -> RecurrenceResult
     for k0, k1 in _segments(c):
         if k1 - k0 == 1:
             D, ld, flag = step(D, c.weights[k0 - 1], a[k0], beta)
-            logdet = logdet + ld
-            neg = neg + (jnp.int32(1) - flag.astype(jnp.int32) if mode == "cholesky" else flag.astype(jnp.int32))
+            logdet, neg = logdet + ld, neg + count(flag)
             continue
-        ws = jnp.stack(c.weights[k0 - 1:k1 - 1])
-        As = jnp.stack(a[k0:k1])
 
         def body(carry, xs):
             D, ld_acc, neg_acc = carry
-            w, ak = xs
-            Dn, ld, flag = step(D, w, ak, beta)
-            inc = (jnp.int32(1) - flag.astype(jnp.int32)) if mode == "cholesky" else flag.astype(jnp.int32)
-            return (Dn, ld_acc + ld, neg_acc + inc), None
+            Dn, ld, flag = step(D, xs[0], xs[1], beta)
+            return (Dn, ld_acc + ld, neg_acc + count(flag)), None
 
-        (D, logdet, neg), _ = jax.lax.scan(body, (D, logdet, neg), (ws, As))
+        (D, logdet, neg), _ = jax.lax.scan(body, (D, logdet, neg),
+                                           (jnp.stack(c.weights[k0 - 1:k1 - 1]), jnp.stack(a[k0:k1])))
+    return D, logdet, neg
+
+
+def _recurrence(c: LayeredCouplings, beta, shift, mode: str) -> RecurrenceResult:
+    dtype = c.dtype
+    D, logdet, neg = _eliminate(c, beta, shift, mode)
     # last pivot D_L
     if mode == "cholesky":
         Lf = jnp.linalg.cholesky(D)
@@ -121,6 +129,20 @@ def _recurrence(c: LayeredCouplings, beta, shift, mode: str) -> RecurrenceResult
     logdet = logdet + jnp.sum(jnp.log(jnp.abs(lam)))
     neg = neg + jnp.sum(lam < 0)
     return RecurrenceResult(logdet.astype(dtype), neg, neg == 0)
+
+
+def last_pivot_margin(c: LayeredCouplings, beta, shift=0.0) -> jax.Array:
+    r"""λ_min of the last pivot :math:`D_L` of ``(1 − shift) I − M(β)``, NaN if an earlier pivot fails.
+
+    With :math:`D_0..D_{L-1}` positive definite, the matrix is PD iff :math:`D_L` is and singular
+    iff :math:`D_L` is (eq. 27), so this is a continuous function of β with the sign of
+    λ_min(I − M(β)) − shift and a simple zero at the critical β — a root-finder can interpolate
+    it, unlike the one-bit PD answer. By interlacing, the leading blocks (hence the earlier
+    pivots) lose definiteness only at or after the full matrix, so NaN marks β past the crossing.
+    Cost: one PD test plus an ``eigvalsh`` of the ``N_L × N_L`` last pivot.
+    """
+    D, _, bad = _eliminate(c, beta, shift, "cholesky")
+    return jnp.where(bad == 0, jnp.linalg.eigvalsh(D)[0], jnp.nan)
 
 
 @functools.partial(jax.jit, static_argnames=())
@@ -164,51 +186,140 @@ def least_eigenvalue_bisect(c: LayeredCouplings, beta, lo: float, hi: float,
     return 0.5 * (lo + hi)
 
 
-@functools.partial(jax.jit, static_argnames=("num_scan", "max_iter"))
-def _critical_beta(c, threshold, beta_max, rtol, num_scan: int, max_iter: int):
-    dtype = c.dtype
-    grid = jnp.linspace(0.0, beta_max, num_scan + 1, dtype=dtype)[1:]
-    pd = jax.lax.map(lambda b: positive_definite(c, b, threshold), grid)
-    any_cross = ~jnp.all(pd)
-    first = jnp.argmax(~pd)
-    hi = grid[first]
-    lo = jnp.where(first > 0, grid[jnp.maximum(first - 1, 0)], 0.0)
+class CriticalBeta(NamedTuple):
+    """Result of :func:`critical_beta_search`.
 
+    Attributes:
+      beta: upper end of the final bracket (the first β found not PD), to relative ``rtol``.
+      lower: lower end of the final bracket (PD).
+      crossed: whether any scanned β lost positive definiteness (else ``beta`` is meaningless).
+      num_tests: recurrence evaluations spent (each one PD test of the whole chain).
+    """
+
+    beta: jax.Array
+    lower: jax.Array
+    crossed: jax.Array
+    num_tests: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
+def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hint=None, *,
+                         num_scan: int = 16, max_iter: int = 60, method: str = "secant") -> CriticalBeta:
+    r"""First β in (0, ``beta_max``] with λ_min(I − M(β)) ≤ ``threshold``; jittable, traceable.
+
+    1. **Bracket.** PD tests of :math:`(1 - \lambda^*) I - M(\beta)` on the uniform grid
+       ``beta_max·i/num_scan`` (plus ``hint``, if given, e.g. the reference β*), in increasing
+       order, stopping at the first failure. λ_min(β) is not monotone (it rises again past its
+       minimum), so the scan is what makes this the *first* crossing; a dip narrower than the
+       spacing can be missed — put the expected β in ``hint``.
+    2. **Refine** to ``hi − lo ≤ rtol·hi``. ``method="secant"``: Illinois regula falsi on the
+       last-pivot margin (:func:`last_pivot_margin`), with a secant step from the PD side while
+       the far end is NaN (an earlier pivot failed), each step aimed a quarter-``rtol`` past the
+       estimate so that an accurate one closes the bracket; bisection whenever a step leaves the
+       bracket or the bracket did not halve in two steps. ``method="bisect"``: bisection on the
+       PD test (≈ log2(spacing / (rtol β)) tests).
+
+    Args:
+      c: couplings; threshold: λ*; beta_max: scan range; rtol: relative precision;
+        hint: an extra scan point (scalar; NaN or out of range = none) or None.
+      num_scan: scan points; max_iter: cap on refinement tests; method: ``"secant"`` or ``"bisect"``.
+
+    Returns:
+      :class:`CriticalBeta` of arrays (usable under ``jit`` and ``lax.map``).
+    """
+    if method not in ("secant", "bisect"):
+        raise ValueError(f"method={method!r}: use 'secant' or 'bisect'")
+    dtype = c.dtype
+    thr = jnp.asarray(threshold, dtype)
+    beta_max = jnp.asarray(beta_max, dtype)
+    rtol = jnp.asarray(rtol, dtype)
+    grid = beta_max * jnp.arange(1, num_scan + 1, dtype=dtype) / num_scan
+    if hint is not None:
+        h = jnp.asarray(hint, dtype)
+        h = jnp.where(jnp.isfinite(h) & (h > 0) & (h < beta_max), h, beta_max)  # else a repeat
+        grid = jnp.sort(jnp.concatenate([grid, h[None]]))
+    margin = lambda b: last_pivot_margin(c, b, thr)
+    one, nan, zero = jnp.ones((), dtype), jnp.full((), jnp.nan, dtype), jnp.zeros((), dtype)
+
+    # ---- 1. early-exit scan; state (i, lo, glo, plo, gplo, hi, ghi, found, n)
+    def scan_cond(s):
+        return (~s[7]) & (s[0] < grid.shape[0])
+
+    def scan_body(s):
+        i, lo, glo, plo, gplo, hi, ghi, found, n = s
+        x = grid[i]
+        repeat = x <= lo
+        g = jnp.where(repeat, glo, margin(x))
+        pd = g > 0
+        fresh = pd & ~repeat
+        return (i + 1, jnp.where(pd, x, lo), jnp.where(pd, g, glo),
+                jnp.where(fresh, lo, plo), jnp.where(fresh, glo, gplo),
+                jnp.where(pd, hi, x), jnp.where(pd, ghi, g), ~pd, n + 1 - repeat.astype(jnp.int32))
+
+    # at β = 0 every pivot is (1 − λ*) I: the margin's exact value there
+    s0 = (0, zero, one - thr, zero, one - thr, beta_max, nan, jnp.asarray(False), jnp.int32(0))
+    _, lo, glo, plo, gplo, hi, ghi, found, n = jax.lax.while_loop(scan_cond, scan_body, s0)
+
+    # ---- 2. refinement; state (lo, glo, plo, gplo, hi, ghi, wlo, whi, side, w1, w2, n)
     def cond(s):
-        lo, hi, i = s
-        return (hi - lo > rtol * hi) & (i < max_iter)
+        return found & (s[4] - s[0] > rtol * s[4]) & (s[11] < n + max_iter)
 
     def body(s):
-        lo, hi, i = s
+        lo, glo, plo, gplo, hi, ghi, wlo, whi, side, w1, w2, k = s
         mid = 0.5 * (lo + hi)
-        ok = positive_definite(c, mid, threshold)
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid), i + 1
+        if method == "bisect":
+            x = mid
+        else:
+            delta = 0.25 * rtol * hi
+            rf = hi - whi * (hi - lo) / (whi - wlo)           # Illinois regula falsi
+            ex = lo - glo * (lo - plo) / (glo - gplo)         # secant from the PD side
+            # after a NaN (earlier pivot failed, β far past the crossing) bisect once
+            use_rf = jnp.isfinite(ghi)
+            cand = jnp.where(use_rf, rf, ex) + delta * side
+            stalled = (w2 > 0) & (hi - lo > 0.5 * w2)
+            ok = jnp.isfinite(cand) & (cand > lo) & (cand < hi) & ~stalled & (use_rf | (side >= 0))
+            x = jnp.where(ok, jnp.clip(cand, lo + delta, hi - delta), mid)
+        g = margin(x)
+        pd = g > 0
+        # Illinois: halve the weight of an end that stays put on two steps in a row
+        nwlo = jnp.where(pd, g, jnp.where(side < 0, 0.5 * wlo, wlo))
+        nwhi = jnp.where(pd, jnp.where(side > 0, 0.5 * whi, whi), g)
+        return (jnp.where(pd, x, lo), jnp.where(pd, g, glo),
+                jnp.where(pd, lo, plo), jnp.where(pd, glo, gplo),
+                jnp.where(pd, hi, x), jnp.where(pd, ghi, g),
+                nwlo, nwhi, jnp.where(pd, one, -one), hi - lo, w1, k + 1)
 
-    lo, hi, _ = jax.lax.while_loop(cond, body, (lo.astype(dtype), hi, 0))
-    return hi, any_cross
+    s = jax.lax.while_loop(cond, body, (lo, glo, plo, gplo, hi, ghi, glo, ghi, zero, zero, zero, n))
+    return CriticalBeta(s[4], s[0], found, s[11])
+
+
+def critical_beta(c: LayeredCouplings, threshold: float, beta_max: float, rtol: float = 1e-4,
+                  hint: float | None = None, num_scan: int = 16, max_iter: int = 60,
+                  method: str = "secant") -> float:
+    r"""First β in (0, ``beta_max``] with λ_min(I − M(β)) ≤ ``threshold`` (T_c = 1/β), as a float.
+
+    See :func:`critical_beta_search` for the algorithm and the arguments.
+
+    Raises:
+      NoCrossingError: no scanned β makes the matrix lose positive definiteness.
+    """
+    r = critical_beta_search(c, threshold, beta_max, rtol, hint, num_scan=num_scan,
+                             max_iter=max_iter, method=method)
+    if not bool(r.crossed):
+        where = f"scan of {num_scan} points" + ("" if hint is None else f" and β = {float(hint):.6g}")
+        raise NoCrossingError(
+            f"λ_min(I − M(β)) stays above the threshold {threshold:.6g} for all β ≤ {beta_max:g} "
+            f"({where}); raise beta_max or num_scan, or pass hint")
+    return float(r.beta)
 
 
 def critical_beta_bisect(c: LayeredCouplings, threshold: float, beta_max: float,
                          rtol: float = 1e-4, num_scan: int = 32, max_iter: int = 60) -> float:
-    r"""First β in (0, ``beta_max``] with λ_min(I − M(β)) ≤ ``threshold``, by bisection.
-
-    λ_min(β) is not monotone (it rises again past its minimum), so the first crossing is
-    bracketed by a coarse scan of ``num_scan`` PD tests of :math:`(1 - \lambda^*) I - M(\beta)`
-    on a uniform grid, then bisected to relative precision ``rtol``. A crossing narrower than
-    the scan spacing can be missed (the same blind spot as the paper's grid method).
-
-    Raises:
-      NoCrossingError: no β in range makes the matrix lose positive definiteness.
-    """
-    b, ok = _critical_beta(c, jnp.asarray(threshold, c.dtype), jnp.asarray(beta_max, c.dtype),
-                           jnp.asarray(rtol, c.dtype), num_scan, max_iter)
-    if not bool(ok):
-        raise NoCrossingError(
-            f"λ_min(I − M(β)) stays above the threshold {threshold:.6g} for all β ≤ {beta_max:g} "
-            f"(scan of {num_scan} points); raise beta_max or num_scan")
-    return float(b)
+    """:func:`critical_beta` with ``method="bisect"`` and a 32-point scan (the original path)."""
+    return critical_beta(c, threshold, beta_max, rtol, num_scan=num_scan, max_iter=max_iter,
+                         method="bisect")
 
 
-__all__ = ["RecurrenceResult", "critical_beta_bisect", "inertia", "least_eigenvalue_bisect",
+__all__ = ["CriticalBeta", "RecurrenceResult", "critical_beta", "critical_beta_bisect",
+           "critical_beta_search", "inertia", "last_pivot_margin", "least_eigenvalue_bisect",
            "logdet", "positive_definite", "recurrence"]
-

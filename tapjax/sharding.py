@@ -127,14 +127,14 @@ def sharded_least_eigenvalue(c: LayeredCouplings, betas, backend: str = "dense",
 
 
 # --------------------------------------------------------------------------- checkpoints
-@functools.partial(jax.jit, static_argnames=("mesh", "num_scan", "max_iter"))
-def _crit_sharded(ws, thresholds, beta_max, rtol, mesh, num_scan, max_iter):
+@functools.partial(jax.jit, static_argnames=("mesh", "num_scan", "max_iter", "method"))
+def _crit_sharded(ws, thresholds, beta_max, rtol, hint, mesh, num_scan, max_iter, method):
     def local(ws, thr):
         def one(args):
             w, t = args
-            b, ok = recurrence._critical_beta(LayeredCouplings(tuple(w)), t, beta_max, rtol,
-                                              num_scan, max_iter)
-            return jnp.where(ok, b, jnp.nan)
+            r = recurrence.critical_beta_search(LayeredCouplings(tuple(w)), t, beta_max, rtol, hint,
+                                                num_scan=num_scan, max_iter=max_iter, method=method)
+            return jnp.where(r.crossed, r.beta, jnp.nan)
 
         return jax.lax.map(one, (tuple(ws), thr))
 
@@ -144,11 +144,12 @@ def _crit_sharded(ws, thresholds, beta_max, rtol, mesh, num_scan, max_iter):
 
 
 def sharded_critical_betas(stacked: LayeredCouplings | Sequence, threshold, beta_max: float, *,
-                           rtol: float = 1e-4, num_scan: int = 32, max_iter: int = 60,
+                           rtol: float = 1e-4, hint: float | None = None, num_scan: int = 16,
+                           max_iter: int = 60, method: str = "secant",
                            mesh: Mesh | None = None) -> np.ndarray:
-    r"""β_c of every checkpoint of a stack, sharded over checkpoints (eqs. 26–27 + bisection).
+    r"""β_c of every checkpoint of a stack, sharded over checkpoints (eqs. 26–27 + root search).
 
-    Per checkpoint this is :func:`tapjax.recurrence.critical_beta_bisect`: the first β in
+    Per checkpoint this is :func:`tapjax.recurrence.critical_beta_search`: the first β in
     ``(0, beta_max]`` where :math:`(1 - \lambda^*) I - M(\beta)` stops being positive definite,
     to relative precision ``rtol``.
 
@@ -158,7 +159,8 @@ def sharded_critical_betas(stacked: LayeredCouplings | Sequence, threshold, beta
         runs' stacks concatenated along axis 0 — the batch mode of ``docs/scaling.md``).
       threshold: λ* (scalar) or one per checkpoint ``(T,)`` (several runs, each with its own
         t = 0 reference).
-      beta_max, rtol, num_scan, max_iter: as in :func:`~tapjax.recurrence.critical_beta_bisect`.
+      beta_max, rtol, hint, num_scan, max_iter, method: as in
+        :func:`~tapjax.recurrence.critical_beta_search` (``hint``: one scalar for all).
       mesh: 1-D mesh (default :func:`device_mesh`).
 
     Returns:
@@ -173,8 +175,9 @@ def sharded_critical_betas(stacked: LayeredCouplings | Sequence, threshold, beta
     thr = np.broadcast_to(np.asarray(threshold, dtype), (T,)).copy()
     ws_g = tuple(_put(_pad_leading(w, mesh.size), mesh, P(AXIS)) for w in ws)
     thr_g = _put(_pad_leading(thr, mesh.size), mesh, P(AXIS))
-    out = _crit_sharded(ws_g, thr_g, jnp.asarray(beta_max, dtype), jnp.asarray(rtol, dtype), mesh,
-                        num_scan, max_iter)
+    h = None if hint is None else jnp.asarray(hint, dtype)
+    out = _crit_sharded(ws_g, thr_g, jnp.asarray(beta_max, dtype), jnp.asarray(rtol, dtype), h, mesh,
+                        num_scan, max_iter, method)
     return _to_host(out)[:T]
 
 

@@ -43,8 +43,8 @@ SCRIPT = textwrap.dedent(r"""
     if out["devices"] == 1:  # reference values from the plain (unsharded) functions
         out["plain_dense"] = np.asarray(tap.least_eigenvalue(c, betas, "dense")).tolist()
         out["plain_beta_c"] = [
-            recurrence.critical_beta_bisect(LayeredCouplings(tuple(jnp.asarray(w[i]) for w in stacked)),
-                                            thr, 1.5, rtol=1e-4, num_scan=16)
+            recurrence.critical_beta(LayeredCouplings(tuple(jnp.asarray(w[i]) for w in stacked)),
+                                     thr, 1.5, rtol=1e-4, num_scan=16)
             for i in range(5)]
         out["scales"] = scales.tolist()
     json.dump(out, sys.stdout)

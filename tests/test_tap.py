@@ -77,6 +77,51 @@ def test_bisection_matches_grid_within_one_spacing():
         assert b_bis < thr.beta                   # training-like spikes raise T_c
 
 
+@pytest.mark.parametrize("sizes", [(60, 40, 40, 40, 10), (24,) * 9])
+def test_secant_and_bisect_find_the_same_crossing(x64, sizes):
+    """Both refinements land on the first β where λ_min(I − M) = λ* (dense eigvalsh check),
+    and the secant on the last-pivot margin needs fewer recurrence evaluations on a shallow net."""
+    c0 = random_couplings(jax.random.PRNGKey(2), sizes, dtype=jnp.float64)
+    betas = np.linspace(0, 1.4, 71)[1:]
+    thr = tap.reference_threshold(c0, betas, "dense")
+    for strength in (2.0, 3.0):
+        c = spiked(c0, strength)
+        res = {m: recurrence.critical_beta_search(c, thr.value, 1.4, 1e-7, method=m)
+               for m in ("secant", "bisect")}
+        for m, r in res.items():
+            assert bool(r.crossed) and float(r.lower) < float(r.beta) <= float(r.lower) * (1 + 1e-7) + 1e-15
+            lam_hi, lam_lo = np.asarray(tap.least_eigenvalue(c, np.array([float(r.beta), float(r.lower)]), "dense"))
+            assert lam_hi <= thr.value < lam_lo, (m, lam_hi, lam_lo)  # a true bracket of the crossing
+        assert float(res["secant"].beta) == pytest.approx(float(res["bisect"].beta), rel=2e-7)
+        if len(sizes) == 5:
+            assert int(res["secant"].num_tests) < int(res["bisect"].num_tests)
+
+
+def test_last_pivot_margin_has_the_sign_of_the_least_eigenvalue(x64):
+    c = spiked(random_couplings(jax.random.PRNGKey(3), (20, 15, 15, 6), dtype=jnp.float64), 2.5)
+    shift = 0.05
+    for b in np.linspace(0.05, 0.8, 16):
+        lam = float(tap.least_eigenvalue(c, np.array([b]), "dense")[0])
+        g = float(recurrence.last_pivot_margin(c, b, shift))
+        if np.isnan(g):  # an earlier pivot failed: only possible past the crossing (interlacing)
+            assert lam < shift
+        else:
+            assert (g > 0) == (lam > shift), (b, g, lam)
+
+
+def test_hint_finds_a_dip_narrower_than_the_scan(x64):
+    """λ_min of the reference net touches its own minimum λ* at β* only: with a threshold a hair
+    above λ* the dip below it is far narrower than a 4-point scan, which misses it."""
+    c = random_couplings(jax.random.PRNGKey(2), (60, 40, 40, 40, 10), dtype=jnp.float64)
+    thr = tap.reference_threshold(c, np.linspace(0, 1.4, 71)[1:], "dense")
+    level = thr.value + 1e-4
+    with pytest.raises(tap.NoCrossingError, match="pass hint"):
+        recurrence.critical_beta(c, level, 1.4, num_scan=4)
+    b = recurrence.critical_beta(c, level, 1.4, rtol=1e-8, num_scan=4, hint=thr.beta)
+    assert b < thr.beta
+    assert float(tap.least_eigenvalue(c, np.array([b]), "dense")[0]) == pytest.approx(level, abs=1e-7)
+
+
 def test_first_crossing_not_last():
     """λ_min dips below threshold twice; the FIRST crossing must be reported."""
     curve = np.array([1.0, 0.6, 0.2, 0.05, 0.3, 0.6, 0.01, 0.5])
@@ -89,6 +134,10 @@ def test_no_crossing_errors():
     c = random_couplings(jax.random.PRNGKey(0), (30, 20, 10))
     with pytest.raises(tap.NoCrossingError, match="raise beta_max"):
         recurrence.critical_beta_bisect(c, -0.5, 0.2)
+    with pytest.raises(tap.NoCrossingError, match="raise beta_max"):
+        recurrence.critical_beta(c, -0.5, 0.2)
+    with pytest.raises(ValueError, match="method"):
+        recurrence.critical_beta(c, 0.1, 0.2, method="newton")
     with pytest.raises(ValueError, match="backend"):
         tap.least_eigenvalue(c, [0.1], "magic")
 
