@@ -568,7 +568,7 @@ def plot(rows, path, info):
     gm = sorted((r["N"], r["tc_grid_s"]) for r in rows if r["method"] == "dense_eigvalsh" and r.get("tc_grid_s"))
     lz = sorted((r["N"], r["tc_grid_s"]) for r in rows if r["method"] == "lanczos" and r.get("tc_grid_s"))
     if rec:
-        ax.plot(*zip(*rec), "o-", color="C0", label="recurrence + bisection (library)")
+        ax.plot(*zip(*rec), "o-", color="C0", label="recurrence + bisection")
     if rec_x:
         ax.plot(*zip(*rec_x), "o", mfc="none", color="C0", label="recurrence + bisection (extrap.)")
     if sec:
@@ -586,7 +586,7 @@ def plot(rows, path, info):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.suptitle(f"I − M(β) positive definiteness / λ_min — {info['cpu']}, {info['cores']} cores, "
-                 "float32 (shared machine: noisy)", fontsize=10)
+                 f"float32, load avg {info['loadavg_start'][0]:.1f} at start", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
