@@ -83,26 +83,6 @@ def _couplings(hist: ckpt.RunHistory, i: int, dtype=None):
     return couplings(hist.weights_at(i), name=hist.paths[i], dtype=dtype)
 
 
-def _golden_min(f, lo: float, hi: float, rtol: float = 1e-4, max_iter: int = 40) -> tuple[float, float]:
-    """Minimum of a unimodal ``f`` on ``[lo, hi]`` by golden-section search → ``(x, f(x))``."""
-    g = (np.sqrt(5.0) - 1.0) / 2.0
-    a, b = lo, hi
-    x1, x2 = b - g * (b - a), a + g * (b - a)
-    f1, f2 = f(x1), f(x2)
-    for _ in range(max_iter):
-        if b - a < rtol * b:
-            break
-        if f1 < f2:
-            b, x2, f2 = x2, x1, f1
-            x1 = b - g * (b - a)
-            f1 = f(x1)
-        else:
-            a, x1, f1 = x1, x2, f2
-            x2 = a + g * (b - a)
-            f2 = f(x2)
-    return (x1, f1) if f1 < f2 else (x2, f2)
-
-
 def fill_no_crossing(hist: ckpt.RunHistory, a: analysis.Analysis, backend: str = "lanczos",
                      bracket: float = 0.4, rtol: float = 1e-4, dtype=None) -> analysis.Analysis:
     r"""Fills NaN β_c of checkpoints where the bisection's coarse scan found no crossing.
@@ -137,7 +117,7 @@ def fill_no_crossing(hist: ckpt.RunHistory, a: analysis.Analysis, backend: str =
             b, info = hi, {"rule": "narrow crossing bisected near beta*"}
         else:
             f = lambda b: float(tap.least_eigenvalue(c, np.array([b]), backend)[0])
-            b, v = _golden_min(f, lo0, hi0, rtol=1e-3)
+            b, v = tap.golden_min(f, lo0, hi0, rtol=1e-3)
             info = {"rule": "minimum of lambda_min (no crossing)", "above_threshold": v - a.threshold}
         a.beta_c[row] = b
         a.level_spacing[row] = spectra.first_level_spacing(np.asarray(spectra.tap_spectrum(c, b)))

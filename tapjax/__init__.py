@@ -2,16 +2,18 @@
 
 Modules (import downward only): ``data`` → ``models``/``losses``/``binarize`` →
 ``training``/``checkpoints`` → ``spin_model`` → ``tap``, ``recurrence``, ``msk``, ``spectra``
-→ ``analysis``.
+→ ``analysis``, ``fits``; ``sharding`` and ``multirun`` (scale-out), ``overlap`` (Monte Carlo
+replica overlaps) and ``sgtrain`` (spin-glass layer training) sit on top.
 """
 
-from tapjax import (analysis, binarize, checkpoints, data, losses, models, msk, recurrence,
-                    spectra, spin_model, tap, training)
+from tapjax import (analysis, binarize, checkpoints, data, fits, losses, models, msk, multirun,
+                    overlap, recurrence, sgtrain, sharding, spectra, spin_model, tap, training)
 from tapjax.analysis import Analysis, analyze_run, load_analysis, save_analysis
 from tapjax.checkpoints import CheckpointError, RunHistory, load_checkpoint, load_run
 from tapjax.data import DataError, Dataset, load_dataset
 from tapjax.models import MLP, ModelConfig, weights_from_params
-from tapjax.recurrence import critical_beta_bisect, inertia, logdet, positive_definite
+from tapjax.recurrence import (critical_beta, critical_beta_bisect, critical_beta_search, inertia,
+                               logdet, positive_definite)
 from tapjax.spin_model import LayeredCouplings, couplings, random_couplings
 from tapjax.tap import (NoCrossingError, critical_beta_grid, least_eigenvalue,
                         reference_threshold)
@@ -22,7 +24,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Analysis", "CheckpointError", "DataError", "Dataset", "LayeredCouplings", "MLP",
     "ModelConfig", "NoCrossingError", "RunHistory", "TrainConfig", "analysis", "analyze_run",
-    "binarize", "checkpoints", "couplings", "critical_beta_bisect", "critical_beta_grid", "data",
+    "binarize", "checkpoints", "couplings", "critical_beta", "critical_beta_bisect",
+    "critical_beta_grid", "critical_beta_search", "data", "fits", "multirun", "overlap", "sgtrain",
+    "sharding",
     "inertia", "least_eigenvalue", "load_analysis", "load_checkpoint", "load_dataset", "load_run",
     "logdet", "losses", "models", "msk", "positive_definite", "random_couplings", "recurrence",
     "reference_threshold", "save_analysis", "spectra", "spin_model", "tap", "train", "training",

@@ -414,6 +414,14 @@ def select_power_law(t, y, *, max_breaks: int = 2, **kw) -> tuple[int, list]:
     return int(np.argmin(bics)), fits_
 
 
+def _finite_by_time(t, y) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, y)`` as flat float arrays, rows with a NaN/Inf dropped, sorted by ``t``."""
+    t, y = np.asarray(t, float).ravel(), np.asarray(y, float).ravel()
+    ok = np.isfinite(t) & np.isfinite(y)
+    order = np.argsort(t[ok])
+    return t[ok][order], y[ok][order]
+
+
 def plateau_time(t, err, *, rel_tol: float = 0.1, tail_fraction: float = 0.25) -> float:
     r"""When the error stops improving: the first t after which ``err`` stays within
     ``(1 + rel_tol)`` × its final level.
@@ -428,13 +436,9 @@ def plateau_time(t, err, *, rel_tol: float = 0.1, tail_fraction: float = 0.25) -
     Returns:
       The plateau time (the last time when the curve never settles).
     """
-    t, err = np.asarray(t, float).ravel(), np.asarray(err, float).ravel()
-    ok = np.isfinite(t) & np.isfinite(err)
-    t, err = t[ok], err[ok]
+    t, err = _finite_by_time(t, err)
     if t.size == 0:
         raise ValueError("plateau_time: no finite points")
-    order = np.argsort(t)
-    t, err = t[order], err[order]
     m = min(t.size, max(3, int(math.ceil(tail_fraction * t.size))))
     level = float(np.median(err[-m:]))
     above = err > (1.0 + rel_tol) * level
@@ -447,13 +451,9 @@ def plateau_time(t, err, *, rel_tol: float = 0.1, tail_fraction: float = 0.25) -
 def onset_time(t, y, *, rel: float = 0.05) -> float:
     """First time at which ``y`` exceeds its initial (smallest-t) value by more than ``rel``
     (relative); NaN if it never does. Measures how long a quantity stays frozen (lazy regime)."""
-    t, y = np.asarray(t, float).ravel(), np.asarray(y, float).ravel()
-    ok = np.isfinite(t) & np.isfinite(y)
-    t, y = t[ok], y[ok]
+    t, y = _finite_by_time(t, y)
     if t.size == 0:
         return float("nan")
-    order = np.argsort(t)
-    t, y = t[order], y[order]
     hit = np.nonzero(y > (1.0 + rel) * y[0])[0]
     return float(t[hit[0]]) if hit.size else float("nan")
 

@@ -40,7 +40,8 @@ from tapjax.data import Dataset
 from tapjax.losses import mean_loss
 from tapjax.models import init_params, preprocess
 from tapjax.training import (TrainConfig, TrainResult, checkpoint_steps, epoch_batches,
-                             scan_compiler_options, sgd_scan, state_arrays)
+                             scan_compiler_options, sgd_scan, state_arrays,
+                             steps_per_epoch)
 
 # Fields that must agree across runs trained together (lr, momentum, seed, kind may differ).
 SHARED_FIELDS = ("batch_size", "epochs", "margin", "schedule", "first_epoch_levels")
@@ -194,13 +195,8 @@ def train_many(cfgs: Sequence[TrainConfig], data: Dataset, workdirs: Sequence[st
     c0 = cfgs[0]
     if workdirs is not None and len(workdirs) != len(cfgs):
         raise ValueError(f"{len(workdirs)} workdirs for {len(cfgs)} runs")
-    if data.input_dim != c0.model.input_dim:
-        raise ValueError(f"dataset {data.name}: inputs have {data.input_dim} features but "
-                         f"model.input_dim={c0.model.input_dim}")
     n = data.x_train.shape[0]
-    spe = n // c0.batch_size
-    if spe < 1:
-        raise ValueError(f"dataset {data.name}: {n} training samples < batch_size={c0.batch_size}")
+    spe = steps_per_epoch(c0, data)
     params, opt_state, hyper, shuffle = init_runs(cfgs)
     x_tr, y_tr = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_va, y_va = jnp.asarray(data.x_val), jnp.asarray(data.y_val)

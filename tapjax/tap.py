@@ -179,6 +179,29 @@ class Threshold:
     beta: float
 
 
+def golden_min(f, lo: float, hi: float, rtol: float = 1e-4, max_iter: int = 40) -> tuple[float, float]:
+    """Minimum of a unimodal scalar ``f`` on ``[lo, hi]`` by golden-section search → ``(x, f(x))``.
+
+    Stops when the bracket is narrower than ``rtol·hi`` or after ``max_iter`` evaluations.
+    """
+    g = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo, hi
+    x1, x2 = b - g * (b - a), a + g * (b - a)
+    f1, f2 = f(x1), f(x2)
+    for _ in range(max_iter):
+        if b - a < rtol * b:
+            break
+        if f1 < f2:
+            b, x2, f2 = x2, x1, f1
+            x1 = b - g * (b - a)
+            f1 = f(x1)
+        else:
+            a, x1, f1 = x1, x2, f2
+            x2 = a + g * (b - a)
+            f2 = f(x2)
+    return (x1, f1) if f1 < f2 else (x2, f2)
+
+
 def reference_threshold(c0: LayeredCouplings, betas, backend: str = "dense",
                         refine: bool = True, **kw) -> Threshold:
     """λ* and its β for the untrained couplings ``c0`` (section 3.2's finite-size rule).
@@ -193,24 +216,9 @@ def reference_threshold(c0: LayeredCouplings, betas, backend: str = "dense",
     best_b, best_v = betas[i], float(curve[i])
     if refine and hi > lo:
         f = lambda b: float(least_eigenvalue(c0, np.array([b]), backend, **kw)[0])
-        g = (np.sqrt(5) - 1) / 2
-        a, d = lo, hi
-        x1, x2 = d - g * (d - a), a + g * (d - a)
-        f1, f2 = f(x1), f(x2)
-        for _ in range(25):
-            if f1 < f2:
-                d, x2, f2 = x2, x1, f1
-                x1 = d - g * (d - a)
-                f1 = f(x1)
-            else:
-                a, x1, f1 = x1, x2, f2
-                x2 = a + g * (d - a)
-                f2 = f(x2)
-            if d - a < 1e-6 * d:
-                break
-        for b, v in ((x1, f1), (x2, f2)):
-            if v < best_v:
-                best_b, best_v = b, v
+        x, v = golden_min(f, lo, hi, rtol=1e-6, max_iter=25)
+        if v < best_v:
+            best_b, best_v = x, v
     return Threshold(value=float(best_v), beta=float(best_b))
 
 
@@ -222,6 +230,6 @@ def critical_beta_grid(c: LayeredCouplings, betas, threshold: float, backend: st
     return float(betas[first_crossing_index(curve, threshold)])
 
 
-__all__ = ["NoCrossingError", "Threshold", "critical_beta_grid", "first_crossing_index",
+__all__ = ["NoCrossingError", "Threshold", "critical_beta_grid", "first_crossing_index", "golden_min",
            "lanczos_tridiagonal", "least_eigenvalue", "least_eigenvalue_dense",
            "least_eigenvalue_lanczos", "reference_threshold", "tap_matrix", "tap_matvec"]

@@ -187,6 +187,25 @@ def _validation_error(wrong_fn, params, x, y, batch: int = 10000) -> float:
     return total / max(1, x.shape[0])
 
 
+def steps_per_epoch(cfg: TrainConfig, data: Dataset) -> int:
+    """Optimizer steps per epoch (``n_train // batch_size``) after checking ``data`` fits ``cfg``.
+
+    Raises:
+      ValueError: input width or class count does not match the model, or fewer samples than
+        one batch (the message names the dataset).
+    """
+    if data.input_dim != cfg.model.input_dim:
+        raise ValueError(f"dataset {data.name}: inputs have {data.input_dim} features but "
+                         f"model.input_dim={cfg.model.input_dim}")
+    if data.num_classes > cfg.model.widths[-1]:
+        raise ValueError(f"dataset {data.name} has {data.num_classes} classes but the output layer "
+                         f"has {cfg.model.widths[-1]} units")
+    n = data.x_train.shape[0]
+    if n < cfg.batch_size:
+        raise ValueError(f"dataset {data.name}: {n} training samples < batch_size={cfg.batch_size}")
+    return n // cfg.batch_size
+
+
 @dataclasses.dataclass
 class TrainResult:
     params: dict[str, Any]
@@ -250,16 +269,8 @@ def train(cfg: TrainConfig, data: Dataset, workdir: str, *, progress: bool = Tru
     Returns:
       :class:`TrainResult` with the final params and the per-epoch history.
     """
-    if data.input_dim != cfg.model.input_dim:
-        raise ValueError(f"dataset {data.name}: inputs have {data.input_dim} features but "
-                         f"model.input_dim={cfg.model.input_dim}")
-    if data.num_classes > cfg.model.widths[-1]:
-        raise ValueError(f"dataset {data.name} has {data.num_classes} classes but the output layer "
-                         f"has {cfg.model.widths[-1]} units")
     n = data.x_train.shape[0]
-    spe = n // cfg.batch_size
-    if spe < 1:
-        raise ValueError(f"dataset {data.name}: {n} training samples < batch_size={cfg.batch_size}")
+    spe = steps_per_epoch(cfg, data)
     os.makedirs(workdir, exist_ok=True)
     _check_same_run(workdir, cfg)
     ckpt.atomic_write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
