@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 from tapjax.spin_model import LayeredCouplings, row_square_sums
@@ -303,6 +304,13 @@ def critical_beta(c: LayeredCouplings, threshold: float, beta_max: float, rtol: 
     Raises:
       NoCrossingError: no scanned β makes the matrix lose positive definiteness.
     """
+    for name, v in (("threshold", threshold), ("beta_max", beta_max), ("rtol", rtol)):
+        if not np.isfinite(float(v)):
+            raise ValueError(f"critical_beta: {name}={v!r} is not finite")
+    if not float(beta_max) > 0 or not 0 < float(rtol) < 1:
+        raise ValueError(f"critical_beta: need beta_max > 0 and 0 < rtol < 1 (got {beta_max!r}, {rtol!r})")
+    if num_scan < 1:
+        raise ValueError(f"critical_beta: num_scan={num_scan} must be ≥ 1")
     r = critical_beta_search(c, threshold, beta_max, rtol, hint, num_scan=num_scan,
                              max_iter=max_iter, method=method)
     if not bool(r.crossed):

@@ -138,6 +138,10 @@ def test_no_crossing_errors():
         recurrence.critical_beta(c, -0.5, 0.2)
     with pytest.raises(ValueError, match="method"):
         recurrence.critical_beta(c, 0.1, 0.2, method="newton")
+    with pytest.raises(ValueError, match="threshold=nan is not finite"):
+        recurrence.critical_beta(c, float("nan"), 0.2)
+    with pytest.raises(ValueError, match="beta_max > 0"):
+        recurrence.critical_beta(c, 0.1, -1.0)
     with pytest.raises(ValueError, match="backend"):
         tap.least_eigenvalue(c, [0.1], "magic")
 
