@@ -5,13 +5,13 @@ r"""TAP analysis of every checkpoint of a training run (paper sections 3.2–3.4
 Writes, for the run in ``--workdir`` (which is only read):
 
 * ``OUT.npz`` / ``OUT.json`` — one row per checkpoint: t, validation error, β_c, T_c,
-  λ_max(J), λ_min(R), s0/s_typ (bisection on the block recurrence, eqs. 26–27, with the
+  λ_max(J), λ_min(R), s0/s_typ (root search on the block recurrence, eqs. 26–27, with the
   section-3.2 finite-size threshold; Lanczos for the threshold and λ_max(J));
 * ``OUT_ends.npz`` / ``OUT_ends.json`` — the first and last checkpoints only, with the whole
   λ_min(I − M(β)) curve (Fig. 5) and the dense spectra of I − M at T_c (Fig. 7) and of J
   (Fig. 9). Dense spectra are kept only there because each is an N×N ``eigvalsh``.
 
-Checkpoints where the bisection's coarse β scan finds no crossing (a nearly untrained net:
+Checkpoints where the root search's β scan (with the reference β* as hint) finds no crossing (a nearly untrained net:
 the curve only just touches λ* near its minimum) get β_c from a local search near the
 reference β* instead of NaN (:func:`fill_no_crossing`; listed under ``info.beta_c_filled``).
 
@@ -85,7 +85,7 @@ def _couplings(hist: ckpt.RunHistory, i: int, dtype=None):
 
 def fill_no_crossing(hist: ckpt.RunHistory, a: analysis.Analysis, backend: str = "lanczos",
                      bracket: float = 0.4, rtol: float = 1e-4, dtype=None) -> analysis.Analysis:
-    r"""Fills NaN β_c of checkpoints where the bisection's coarse scan found no crossing.
+    r"""Fills NaN β_c of checkpoints where the root search's scan found no crossing.
 
     A nearly untrained net (small lr, early times) has a λ_min(β) curve that only just touches
     the threshold λ* near the reference β* (the t = 0 minimum), in a window narrower than the

@@ -128,7 +128,7 @@ class TapReference:
 
     Both use the block-tridiagonal positive-definiteness test of :mod:`tapjax.recurrence`
     (eqs. 26–27) instead of dense diagonalization: λ_min(β) by bisection on the shift, and
-    β_c by :func:`tapjax.recurrence.critical_beta_bisect`. λ* is the minimum over 16 β around
+    β_c by :func:`tapjax.recurrence.critical_beta` (scan with β* as hint, secant). λ* is the minimum over 16 β around
     the analytic β_c. For the untrained net itself, β_c is that minimizer.
     """
 
@@ -158,7 +158,8 @@ class TapReference:
         if all(np.array_equal(np.asarray(w), r) for w, r in zip(c.weights, self.reference_weights)):
             return 1.0 / self.threshold_beta
         try:
-            return 1.0 / recurrence.critical_beta_bisect(c, self.threshold_value, beta_max=2.0, num_scan=40)
+            return 1.0 / recurrence.critical_beta(c, self.threshold_value, beta_max=2.0, num_scan=40,
+                                                  hint=self.threshold_beta)
         except NoCrossingError:
             return float("nan")
 
