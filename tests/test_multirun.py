@@ -94,3 +94,8 @@ def test_incompatible_configs_rejected(data, tmp_path):
         multirun.check_compatible([cfgs[0], dataclasses.replace(cfgs[1], model=ModelConfig(widths=(8, 10)))])
     with pytest.raises(ValueError, match="workdirs"):
         multirun.train_many(cfgs, data, [str(tmp_path / "a")])
+    # the data checks are the single-run trainer's (tapjax.training.steps_per_epoch)
+    narrow = [dataclasses.replace(c, model=dataclasses.replace(c.model, widths=c.model.widths[:-1] + (3,)))
+              for c in cfgs]
+    with pytest.raises(ValueError, match="classes but the output layer has 3 units"):
+        multirun.train_many(narrow, data)
