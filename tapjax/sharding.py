@@ -128,19 +128,19 @@ def sharded_least_eigenvalue(c: LayeredCouplings, betas, backend: str = "dense",
 
 # --------------------------------------------------------------------------- checkpoints
 @functools.partial(jax.jit, static_argnames=("mesh", "num_scan", "max_iter", "method"))
-def _crit_sharded(ws, thresholds, beta_max, rtol, hint, mesh, num_scan, max_iter, method):
-    def local(ws, thr):
+def _crit_sharded(ws, thresholds, hints, beta_max, rtol, mesh, num_scan, max_iter, method):
+    def local(ws, thr, hints):
         def one(args):
-            w, t = args
-            r = recurrence.critical_beta_search(LayeredCouplings(tuple(w)), t, beta_max, rtol, hint,
+            w, t, h = args
+            r = recurrence.critical_beta_search(LayeredCouplings(tuple(w)), t, beta_max, rtol, h,
                                                 num_scan=num_scan, max_iter=max_iter, method=method)
             return jnp.where(r.crossed, r.beta, jnp.nan)
 
-        return jax.lax.map(one, (tuple(ws), thr))
+        return jax.lax.map(one, (tuple(ws), thr, hints))
 
     n_w = len(ws)
-    return jax.shard_map(local, mesh=mesh, in_specs=((P(AXIS),) * n_w, P(AXIS)), out_specs=P(AXIS),
-                         check_vma=False)(ws, thresholds)
+    return jax.shard_map(local, mesh=mesh, in_specs=((P(AXIS),) * n_w, P(AXIS), P(AXIS)),
+                         out_specs=P(AXIS), check_vma=False)(ws, thresholds, hints)
 
 
 def sharded_critical_betas(stacked: LayeredCouplings | Sequence, threshold, beta_max: float, *,
@@ -159,8 +159,10 @@ def sharded_critical_betas(stacked: LayeredCouplings | Sequence, threshold, beta
         runs' stacks concatenated along axis 0 — the batch mode of ``docs/scaling.md``).
       threshold: λ* (scalar) or one per checkpoint ``(T,)`` (several runs, each with its own
         t = 0 reference).
-      beta_max, rtol, hint, num_scan, max_iter, method: as in
-        :func:`~tapjax.recurrence.critical_beta_search` (``hint``: one scalar for all).
+      hint: extra scan point, a scalar or one per checkpoint ``(T,)`` (e.g. each run's β*);
+        NaN or None = none.
+      beta_max, rtol, num_scan, max_iter, method: as in
+        :func:`~tapjax.recurrence.critical_beta_search`.
       mesh: 1-D mesh (default :func:`device_mesh`).
 
     Returns:
@@ -175,9 +177,11 @@ def sharded_critical_betas(stacked: LayeredCouplings | Sequence, threshold, beta
     thr = np.broadcast_to(np.asarray(threshold, dtype), (T,)).copy()
     ws_g = tuple(_put(_pad_leading(w, mesh.size), mesh, P(AXIS)) for w in ws)
     thr_g = _put(_pad_leading(thr, mesh.size), mesh, P(AXIS))
-    h = None if hint is None else jnp.asarray(hint, dtype)
-    out = _crit_sharded(ws_g, thr_g, jnp.asarray(beta_max, dtype), jnp.asarray(rtol, dtype), h, mesh,
-                        num_scan, max_iter, method)
+    # NaN = no hint (critical_beta_search then repeats beta_max, which costs no test)
+    hints = np.broadcast_to(np.asarray(np.nan if hint is None else hint, dtype), (T,)).copy()
+    hints_g = _put(_pad_leading(hints, mesh.size), mesh, P(AXIS))
+    out = _crit_sharded(ws_g, thr_g, hints_g, jnp.asarray(beta_max, dtype), jnp.asarray(rtol, dtype),
+                        mesh, num_scan, max_iter, method)
     return _to_host(out)[:T]
 
 
@@ -213,7 +217,7 @@ def sharded_curves(stacked: LayeredCouplings | Sequence, betas, backend: str = "
 
 # --------------------------------------------------------------------------- batch mode
 def batch_critical_betas(runs: Sequence, *, beta_max: float | None = None, num_betas: int = 128,
-                         backend: str = "lanczos", rtol: float = 1e-4, num_scan: int = 32,
+                         backend: str = "lanczos", rtol: float = 1e-4, num_scan: int = 16,
                          lanczos_iter: int = 120, dtype=jnp.float32,
                          mesh: Mesh | None = None) -> list[dict]:
     r"""β_c of every checkpoint of many runs of one architecture, in one sharded program.
@@ -221,8 +225,8 @@ def batch_critical_betas(runs: Sequence, *, beta_max: float | None = None, num_b
     For each run the paper's threshold λ* = min_β λ_min(I − M(β)) of its t = 0 checkpoint is
     taken on a ``num_betas`` grid (the t = 0 curves of all runs are one sharded
     :func:`sharded_curves` call; no golden-section polish, so λ* is the grid minimum). Then all
-    checkpoints of all runs are concatenated along the checkpoint axis and bisected together by
-    :func:`sharded_critical_betas`, each with its own run's λ*. As in
+    checkpoints of all runs are concatenated along the checkpoint axis and searched together by
+    :func:`sharded_critical_betas`, each with its own run's λ* and β* (as the scan hint). As in
     :func:`tapjax.analysis.analyze_run`, the t = 0 checkpoint gets the β of its own minimum.
 
     Args:
@@ -252,7 +256,8 @@ def batch_critical_betas(runs: Sequence, *, beta_max: float | None = None, num_b
     counts = [len(h) for h in hists]
     allw = tuple(np.concatenate([h.weights[k] for h in hists]).astype(np_dtype) for k in range(L))
     thr = np.repeat(lam_star, counts)
-    bc = sharded_critical_betas(allw, thr, beta_max, rtol=rtol, num_scan=num_scan, mesh=mesh)
+    bc = sharded_critical_betas(allw, thr, beta_max, rtol=rtol, hint=np.repeat(beta_star, counts),
+                                num_scan=num_scan, mesh=mesh)
     out, start = [], 0
     for h, n, ls, bs in zip(hists, counts, lam_star, beta_star):
         b = bc[start:start + n].copy()

@@ -88,3 +88,28 @@ def test_float64_path(history, x64):
 def test_bad_method(history):
     with pytest.raises(ValueError, match="method"):
         analysis.analyze_run(history, method="guess", progress=False)
+
+
+def test_batch_critical_betas_matches_per_run_search(history):
+    """The batch mode (all runs' checkpoints in one sharded program, each with its run's own λ*
+    and β*) gives what the plain root search gives per checkpoint with that λ* and hint."""
+    import dataclasses as dc
+    from tapjax import msk, recurrence, sharding, tap
+    from tapjax.spin_model import couplings
+    half = dc.replace(history, weights=tuple(w * np.float32(0.9) for w in history.weights))
+    out = sharding.batch_critical_betas([history, half], num_betas=64, backend="dense")
+    assert len(out) == 2
+    for h, o in zip((history, half), out):
+        c0 = couplings(h.weights_at(0))
+        beta_max = 2.0 * msk.critical_beta(c0.sizes, 2.0)  # the batch mode's default range
+        betas = np.linspace(0.0, beta_max, 65)[1:]
+        curve = np.asarray(tap.least_eigenvalue(c0, betas, "dense"))
+        assert o["threshold"] == pytest.approx(float(curve.min()), abs=1e-6)
+        assert o["beta_c"][0] == pytest.approx(betas[np.argmin(curve)])
+        for i in range(1, len(h)):
+            ref = recurrence.critical_beta(couplings(h.weights_at(i)), o["threshold"], beta_max,
+                                           hint=betas[np.argmin(curve)])
+            assert o["beta_c"][i] == pytest.approx(ref, rel=1e-6)
+        assert np.all(np.diff(o["T_c"]) > 0)  # the growing spike raises T_c
+    # couplings scaled by 0.9 map M(β) to M(0.9 β): the untrained β* scales by 1/0.9 (grid-limited)
+    assert out[1]["beta_c"][0] == pytest.approx(out[0]["beta_c"][0] / 0.9, rel=0.05)
