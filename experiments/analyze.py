@@ -11,9 +11,9 @@ Writes, for the run in ``--workdir`` (which is only read):
   λ_min(I − M(β)) curve (Fig. 5) and the dense spectra of I − M at T_c (Fig. 7) and of J
   (Fig. 9). Dense spectra are kept only there because each is an N×N ``eigvalsh``.
 
-Checkpoints where the root search's β scan (with the reference β* as hint) finds no crossing (a nearly untrained net:
-the curve only just touches λ* near its minimum) get β_c from a local search near the
-reference β* instead of NaN (:func:`fill_no_crossing`; listed under ``info.beta_c_filled``).
+Checkpoints where the root search's β scan (with the reference β* as hint) finds no crossing
+(a nearly untrained net: the curve only just touches λ* near its minimum) get β_c from a local
+search near the reference β* instead of NaN (:func:`fill_no_crossing`; listed under ``info.beta_c_filled``).
 
 Re-running skips each output that exists and is newer than the run's last checkpoint
 (``--force`` recomputes).

@@ -6,8 +6,10 @@ Modules (import downward only): ``data`` → ``models``/``losses``/``binarize`` 
 replica overlaps) and ``sgtrain`` (spin-glass layer training) sit on top.
 """
 
-from tapjax import (analysis, binarize, checkpoints, data, fits, losses, models, msk, multirun,
-                    overlap, recurrence, sgtrain, sharding, spectra, spin_model, tap, training)
+import importlib
+
+from tapjax import (analysis, binarize, checkpoints, data, losses, models, msk, recurrence,
+                    spectra, spin_model, tap, training)
 from tapjax.analysis import Analysis, analyze_run, load_analysis, save_analysis
 from tapjax.checkpoints import CheckpointError, RunHistory, load_checkpoint, load_run
 from tapjax.data import DataError, Dataset, load_dataset
@@ -21,14 +23,24 @@ from tapjax.training import TrainConfig, train
 
 __version__ = "0.1.0"
 
+# Loaded on first use (``tapjax.sharding`` …), so ``import tapjax`` does not pay for them.
+_LAZY_MODULES = ("fits", "multirun", "overlap", "sgtrain", "sharding")
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"tapjax.{name}")
+    raise AttributeError(f"module 'tapjax' has no attribute {name!r}")
+
+
 __all__ = [
     "Analysis", "CheckpointError", "DataError", "Dataset", "LayeredCouplings", "MLP",
     "ModelConfig", "NoCrossingError", "RunHistory", "TrainConfig", "analysis", "analyze_run",
     "binarize", "checkpoints", "couplings", "critical_beta", "critical_beta_bisect",
-    "critical_beta_grid", "critical_beta_search", "data", "fits", "multirun", "overlap", "sgtrain",
-    "sharding",
-    "inertia", "least_eigenvalue", "load_analysis", "load_checkpoint", "load_dataset", "load_run",
-    "logdet", "losses", "models", "msk", "positive_definite", "random_couplings", "recurrence",
-    "reference_threshold", "save_analysis", "spectra", "spin_model", "tap", "train", "training",
+    "critical_beta_grid", "critical_beta_search", "data", "fits", "inertia", "least_eigenvalue",
+    "load_analysis", "load_checkpoint", "load_dataset", "load_run", "logdet", "losses", "models",
+    "msk", "multirun", "overlap", "positive_definite", "random_couplings", "recurrence",
+    "reference_threshold", "save_analysis", "sgtrain", "sharding", "spectra", "spin_model", "tap",
+    "train", "training",
     "weights_from_params",
 ]

@@ -85,7 +85,7 @@ def _segments(c: LayeredCouplings) -> list[tuple[int, int]]:
 
 
 def _eliminate(c: LayeredCouplings, beta, shift, mode: str):
-    """Pivots D_0..D_{L-1} eliminated; returns ``(D_L, Σ log|det D_k|, #bad, r-shifted diag)``.
+    """Pivots D_0..D_{L-1} eliminated; returns ``(D_L, Σ_{k<L} log|det D_k|, #bad)``.
 
     ``#bad`` counts non-PD pivots (``mode="cholesky"``) or negative eigenvalues (``"inertia"``)
     among D_0..D_{L-1}.
@@ -239,7 +239,10 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
         h = jnp.asarray(hint, dtype)
         h = jnp.where(jnp.isfinite(h) & (h > 0) & (h < beta_max), h, beta_max)  # else a repeat
         grid = jnp.sort(jnp.concatenate([grid, h[None]]))
-    margin = lambda b: last_pivot_margin(c, b, thr)
+    if method == "secant":
+        margin = lambda b: last_pivot_margin(c, b, thr)
+    else:  # bisection needs only the sign: the plain PD test (a Cholesky, no eigvalsh, per β)
+        margin = lambda b: jnp.where(positive_definite(c, b, thr), 1.0, -1.0).astype(dtype)
     one, nan, zero = jnp.ones((), dtype), jnp.full((), jnp.nan, dtype), jnp.zeros((), dtype)
 
     # ---- 1. early-exit scan; state (i, lo, glo, plo, gplo, hi, ghi, found, n)
