@@ -171,6 +171,11 @@ class RunHistory:
         axis is the checkpoint, so ``jax.vmap`` maps over checkpoints directly.
       config: the run's configuration dict.
       paths: the checkpoint files.
+      layer_names: ``(L,)`` name of each coupling block in its source (e.g. ``"layer1"``,
+        ``"fc.0"``, ``"Dense_3"``); empty when unknown.
+      biases: per block, ``(T, N_k)`` bias vectors or ``None`` (not part of the spin model:
+        TAP ignores them; :mod:`tapjax.overlap` may use them as fields); empty when none.
+      info: provenance: source format, the weight-layout convention applied, bias handling, …
     """
 
     t: np.ndarray
@@ -180,6 +185,9 @@ class RunHistory:
     weights: tuple[np.ndarray, ...]
     config: dict[str, Any]
     paths: tuple[str, ...]
+    layer_names: tuple[str, ...] = ()
+    biases: tuple[np.ndarray | None, ...] = ()
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.t)
