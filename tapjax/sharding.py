@@ -268,5 +268,81 @@ def batch_critical_betas(runs: Sequence, *, beta_max: float | None = None, num_b
     return out
 
 
-__all__ = ["AXIS", "batch_critical_betas", "device_mesh", "sharded_critical_betas",
-           "sharded_curves", "sharded_least_eigenvalue"]
+# --------------------------------------------------------------------------- any per-checkpoint map
+def process_rows(num_items: int, mesh: Mesh | None = None) -> np.ndarray:
+    """Indices (into ``0..num_items-1``) of the padded rows this process holds on ``mesh``.
+
+    The sharded axis is padded to a multiple of the device count by repeating the last item;
+    device ``d`` of the mesh holds the contiguous block ``d·m … (d+1)·m − 1``. A process loads
+    exactly the rows of its own (addressable) devices, in mesh order, so with
+    ``jax.distributed`` no process ever reads another process's checkpoints.
+    """
+    mesh = device_mesh() if mesh is None else mesh
+    if num_items < 1:
+        raise ValueError("process_rows: need at least one item")
+    m = -(-num_items // mesh.size)
+    rows = []
+    for d, dev in enumerate(mesh.devices.flat):
+        if dev.process_index == jax.process_index():
+            rows.extend(min(i, num_items - 1) for i in range(d * m, (d + 1) * m))
+    return np.asarray(rows, int)
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "mesh", "n_w"))
+def _map_sharded(fn, ws_and_args, mesh, n_w):
+    def local(*xs):
+        def one(x):
+            return fn(LayeredCouplings(tuple(x[:n_w])), *x[n_w:])
+        return jax.lax.map(one, tuple(xs))
+
+    n = len(ws_and_args)
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(AXIS),) * n, out_specs=P(AXIS),
+                         check_vma=False)(*ws_and_args)
+
+
+def map_checkpoints(fn, stacked, *per_checkpoint, num_items: int | None = None,
+                    mesh: Mesh | None = None, process_local: bool = False):
+    r"""``fn(couplings_i, *args_i)`` for every checkpoint i, sharded over devices and processes.
+
+    One compiled program for the whole series (its count does not grow with T): each device
+    runs ``lax.map`` of ``fn`` over its slice, so every element is computed by the same program
+    as on one device and the results are bitwise equal for any device or process count.
+
+    Args:
+      fn: a *pure, hashable* function (a module-level function or a ``functools.partial`` of
+        one; it is a static jit argument) ``(LayeredCouplings, *scalars) -> pytree of arrays``.
+      stacked: weight blocks ``(T, N_{k-1}, N_k)`` (all T checkpoints, identical on every
+        process), or with ``process_local`` only the rows :func:`process_rows` names for this
+        process (``(len(process_rows(T)), ...)``) — each process loads only its own files.
+      per_checkpoint: arrays ``(T,)`` (or this process's rows) passed to ``fn`` element-wise.
+      num_items: T; required with ``process_local``.
+
+    Returns:
+      The pytree of ``fn``'s outputs with a leading ``(T,)`` axis, as numpy, on every process.
+    """
+    mesh = device_mesh() if mesh is None else mesh
+    ws = _host_weights(stacked)
+    dtype = ws[0].dtype
+    args = [np.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating)
+            else np.asarray(a) for a in per_checkpoint]
+    if process_local:
+        if num_items is None:
+            raise ValueError("map_checkpoints: process_local needs num_items (the global T)")
+        T = int(num_items)
+        tp = -(-T // mesh.size) * mesh.size
+        sharding = NamedSharding(mesh, P(AXIS))
+        glob = lambda x: jax.make_array_from_process_local_data(sharding, x, (tp, *x.shape[1:]))
+    else:
+        T = ws[0].shape[0]
+        glob = lambda x: _put(_pad_leading(x, mesh.size), mesh, P(AXIS))
+    for a in args:
+        if a.shape[:1] != ws[0].shape[:1]:
+            raise ValueError(f"map_checkpoints: per-checkpoint argument of shape {a.shape} does not "
+                             f"match the {ws[0].shape[0]} checkpoints of the weights")
+    xs = tuple(glob(x) for x in (*ws, *args))
+    out = _map_sharded(fn, xs, mesh, len(ws))
+    return jax.tree_util.tree_map(lambda o: _to_host(o)[:T], out)
+
+
+__all__ = ["AXIS", "batch_critical_betas", "device_mesh", "map_checkpoints", "process_rows",
+           "sharded_critical_betas", "sharded_curves", "sharded_least_eigenvalue"]
