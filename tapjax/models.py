@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tapjax import checkpoints as ckpt
 from tapjax.binarize import step, ste_step
 
 KINDS = ("binarized", "standard")
@@ -106,9 +107,12 @@ def weights_from_params(params: dict[str, Any]) -> tuple[jax.Array, ...]:
 
     Flax's Dense kernel is ``(in, out)``, exactly the paper's :math:`J^{(k)}` orientation
     (eq. 1: :math:`J^{(k)}_{ij}` couples neuron i of layer k−1 to neuron j of layer k).
+    Layers are taken in natural name order (``layer2`` before ``layer10``; any names, e.g.
+    ``fc.0``, ``fc.1``), and the kernels must chain: see
+    :func:`tapjax.checkpoints.weights_from_params`, which raises a :class:`CheckpointError`
+    naming the layers otherwise.
     """
-    names = sorted(params, key=lambda n: int(n.removeprefix("layer")))
-    return tuple(params[n]["kernel"] for n in names)
+    return ckpt.weights_from_params(params)
 
 
 def apply(config: ModelConfig, params: dict[str, Any], x_uint8: jax.Array) -> jax.Array:

@@ -1,8 +1,8 @@
 """Datasets: embedded MNIST subset, IDX directories, TFDS."""
 
-from tapjax.data.idx import DataError, read_idx
-from tapjax.data.mnist import (Dataset, load_dataset, load_embedded, load_idx_dir,
-                               load_tfds)
+from tapjax.data.idx import DataError
+from tapjax.data.mnist import (MNIST_CLASSES, Dataset, load_dataset, load_embedded, load_idx_dir,
+                               load_tfds, read_idx)
 
-__all__ = ["DataError", "Dataset", "load_dataset", "load_embedded", "load_idx_dir",
+__all__ = ["MNIST_CLASSES", "DataError", "Dataset", "load_dataset", "load_embedded", "load_idx_dir",
            "load_tfds", "read_idx"]

@@ -11,10 +11,16 @@ import dataclasses
 import gzip
 import importlib.resources
 import os
+import struct
+import zlib
 
 import numpy as np
 
-from tapjax.data.idx import IMAGES_MAGIC, LABELS_MAGIC, DataError, read_idx
+from tapjax.data import idx as _idx
+from tapjax.data.idx import IMAGES_MAGIC, LABELS_MAGIC, DataError
+
+MNIST_CLASSES = 10  # classes of every MNIST-format data set (MNIST, Fashion-MNIST, KMNIST)
+_INT64_MAX = 2**63 - 1
 
 EMBEDDED_FILE = "mnist_5k.csv.gz"
 EMBEDDED_TRAIN = 4000  # of the 5,000 embedded images; the other 1,000 validate.
@@ -56,13 +62,72 @@ class Dataset:
                        f"{self.name}[:{n_train},:{n_val}]")
 
 
-def _check_pair(x: np.ndarray, y: np.ndarray, xfile: str, yfile: str) -> None:
+def _read_head(path: str, n: int) -> bytes:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return f.read(n)
+
+
+def read_idx(path: str, expected_magic: int | None = None) -> np.ndarray:
+    """:func:`tapjax.data.idx.read_idx` with every failure a :class:`DataError` naming the file.
+
+    Beyond the base reader's checks: a corrupt deflate stream or gzip trailer (``zlib.error``,
+    ``EOFError``, ``gzip.BadGzipFile``) and header dimensions whose byte count overflows int64
+    (where the base reader's count would wrap around) are reported as such, with the counts
+    the header promises and the file holds.
+
+    Args:
+      path: file path, optionally ``.gz``.
+      expected_magic: 2051 (images) or 2049 (labels), or None.
+
+    Returns:
+      The array, shape given by the header.
+    """
+    try:
+        head = _read_head(path, 4 + 4 * 255) if os.path.isfile(path) else b""
+        if len(head) >= 4:
+            _, code, ndim = struct.unpack(">HBB", head[:4])
+            if code in _idx._IDX_DTYPES and 0 < ndim and len(head) >= 4 + 4 * ndim:
+                shape = struct.unpack(">" + "I" * ndim, head[4:4 + 4 * ndim])
+                nbytes = np.dtype(_idx._IDX_DTYPES[code]).itemsize
+                for d in shape:
+                    nbytes *= d  # Python ints: exact
+                if nbytes > _INT64_MAX:
+                    raise DataError(
+                        f"{path}: corrupt header: dimensions {shape} promise {nbytes} bytes (more "
+                        "than any file can hold); re-download the file")
+        return _idx.read_idx(path, expected_magic)
+    except DataError:
+        raise
+    except (zlib.error, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: corrupt compressed data ({type(e).__name__}: {e}); "
+                        "re-download the file") from e
+    except (OSError, ValueError, OverflowError, MemoryError, struct.error) as e:
+        raise DataError(f"{path}: cannot be read as IDX ({type(e).__name__}: {e}); "
+                        "re-download the file") from e
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray, xfile: str, yfile: str,
+                num_classes: int = MNIST_CLASSES) -> None:
+    """Images/labels of one split agree: same count, at least one image, labels in range."""
     if x.shape[0] != y.shape[0]:
         raise DataError(
             f"{xfile} holds {x.shape[0]} images but {yfile} holds {y.shape[0]} labels; "
             "the two files do not belong together")
-    if y.size and (y.min() < 0 or y.max() > 255):
-        raise DataError(f"{yfile}: labels out of range [{y.min()}, {y.max()}]")
+    if x.shape[0] == 0:
+        raise DataError(f"{xfile}: holds 0 images (header dimensions {x.shape}); a split needs at "
+                        "least one image; re-download the file")
+    if x.ndim != 3 or 0 in x.shape[1:]:
+        raise DataError(f"{xfile}: images of shape {x.shape[1:]}, expected 2-D images (rows, cols)")
+    if y.ndim != 1:
+        raise DataError(f"{yfile}: labels of shape {y.shape}, expected one label per image")
+    bad = (y < 0) | (y >= num_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(
+            f"{yfile}: {int(bad.sum())} label(s) outside 0..{num_classes - 1} (first: label {int(y[i])} "
+            f"at index {i}); the file is corrupt or not a {num_classes}-class data set (pass "
+            "num_classes= to load_idx_dir if it has more classes)")
 
 
 def load_embedded() -> Dataset:
@@ -101,23 +166,38 @@ def _find_idx(directory: str, stem: str, kind: str) -> str:
         "put the four MNIST-format IDX files there")
 
 
-def load_idx_dir(directory: str) -> Dataset:
+def load_idx_dir(directory: str, num_classes: int = MNIST_CLASSES) -> Dataset:
     """Reads a directory of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST, ...).
 
     Expects ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
     ``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]`` (``.idx3-ubyte``
     spellings accepted). The t10k split is the validation split. No TensorFlow needed.
+
+    Args:
+      directory: the directory.
+      num_classes: labels must lie in ``0..num_classes-1`` (10 for every MNIST-format set).
+
+    Raises:
+      DataError: naming the file: missing/corrupt file, 0 images, labels out of range, or a
+        t10k image shape differing from the train split's.
     """
     if not os.path.isdir(directory):
         raise DataError(f"{directory}: dataset directory not found")
-    out = {}
+    if int(num_classes) < 2:
+        raise DataError(f"{directory}: num_classes={num_classes}; need at least 2")
+    out, files = {}, {}
     for split, stem in _SPLIT_STEMS.items():
         xf = _find_idx(directory, stem, "images")
         yf = _find_idx(directory, stem, "labels")
         x = read_idx(xf, IMAGES_MAGIC)
         y = read_idx(yf, LABELS_MAGIC)
-        _check_pair(x, y, xf, yf)
+        _check_pair(x, y, xf, yf, int(num_classes))
         out[split] = (x.reshape(x.shape[0], -1).astype(np.uint8), y.astype(np.int32))
+        files[split] = (xf, x.shape[1:])
+    (tf, ts), (vf, vs) = files["train"], files["val"]
+    if ts != vs:
+        raise DataError(f"{vf}: images of shape {vs} but the train split {tf} has {ts}; the files "
+                        "come from different data sets")
     return Dataset(*out["train"], *out["val"], f"idx:{os.path.abspath(directory)}")
 
 
