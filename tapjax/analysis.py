@@ -1,30 +1,105 @@
-r"""One call from a run's checkpoints to a table of melting temperatures and spectra.
+r"""One call from any network or training series to a table of melting temperatures and spectra.
 
-:func:`analyze_run` gives, per checkpoint: :math:`\beta_c`, :math:`T_c = 1/\beta_c` (section 3.2
-rule: first β where :math:`\lambda_{\min}(I - M)` reaches the t = 0 minimum :math:`\lambda^*`),
-:math:`\lambda_{\max}(J)`, :math:`\lambda_{\min}(R)`, :math:`s_0/s_{\rm typ}` of :math:`I - M`
-at :math:`T_c`, and optionally the whole :math:`\lambda_{\min}(\beta)` curve and the spectra.
-:func:`save_analysis` writes it as ``.npz`` (arrays) plus ``.json`` (a readable table).
+:func:`analyze` gives, per snapshot: :math:`\beta_c`, :math:`T_c = 1/\beta_c` (section 3.2 rule:
+first β where :math:`\lambda_{\min}(I - M)` (eqs. 22–25) reaches the reference threshold
+:math:`\lambda^*` of :mod:`tapjax.reference`), :math:`\lambda_{\max}(J)`, :math:`\lambda_{\min}(R)`,
+:math:`s_0/s_{\rm typ}` of :math:`I - M` at :math:`T_c`, a ``crossing`` flag, and a per-layer table
+(:class:`LayerTable`: σ_max, Frobenius norm, measured :math:`C_k`, share of J's top eigenvector).
+:func:`analyze_run` is the earlier entry point for tapjax run directories (same engine, ``"init"``
+reference). :func:`save_analysis` writes ``.npz`` (arrays), ``.json`` (table + metadata),
+``.csv`` / ``_table.json`` (the table, for pandas) and ``_layers.csv``.
+
+**Batched compute.** The snapshots are stacked (``(T, N_{k-1}, N_k)`` per block) and every
+quantity is one compiled program applied chunk by chunk (``batch_size`` snapshots per chunk,
+``jax.lax.map`` inside; the last chunk padded), so the number of compiled programs does not grow
+with T: the critical-β search (:func:`tapjax.recurrence.critical_beta_search` with the reference
+β* as the scan hint), Lanczos for λ_max(J) and its eigenvector, λ_min(R) and σ_max(W_k), and the
+dense spectrum of I − M at β_c for the level spacing (or, above ``dense_max_spins`` spins,
+:func:`tapjax.levels.level_spacing` when that module is present).
+
+**No-crossing rule** (one rule, recorded per row in ``crossing``):
+
+* ``"yes"``: the root search's scan of ``(0, β_max]`` (plus the hint β*) found the crossing;
+* ``"reference"``: the ``"init"`` reference snapshot itself: β_c = β*, where λ_min touches λ*;
+* ``"near β*"``: the scan found none, but a golden-section minimization of λ_min(β) on
+  ``[0.6 β*, 1.4 β*]`` dips below λ* (a crossing window narrower than the scan spacing): β_c is
+  bisected with the PD test of the recurrence;
+* ``"touch"``: the closest approach stays above λ* by no more than ``touch_atol`` (the
+  threshold's own uncertainty: ``max(threshold_spread, 1e-4)`` in float32, ``1e-8`` in float64):
+  β_c is the β of closest approach;
+* ``"none ≤ β_max"``: λ_min stays above λ* on the whole range: **β_c = T_c = NaN**, never a filler
+  value; ``closest_margin`` holds min λ_min − λ* near β*.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from typing import Any
+import math
+import os
+import sys
+import time
+from typing import Any, Literal, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from tapjax import checkpoints as ckpt
-from tapjax import msk, recurrence, spectra, tap
-from tapjax.progress import ProgressBar
-from tapjax.spin_model import couplings
+from tapjax import recurrence, reference as ref_lib, spectra, tap
+from tapjax.reference import Reference, ReferenceResult
+from tapjax.spin_model import (LayeredCouplings, bond_matvec, couplings, join_layers,
+                               row_square_sums, split_layers)
+
+CROSSING_VALUES = ("yes", "reference", "near β*", "touch", "none ≤ β_max")
+TABLE_COLUMNS = ("t", "step", "val_error", "beta_c", "T_c", "lambda_max_J", "lambda_min_R",
+                 "level_spacing", "crossing", "closest_margin")
+LAYER_COLUMNS = ("t", "layer", "name", "n_in", "n_out", "sigma_max", "frobenius", "C",
+                 "top_share")
+
+
+# --------------------------------------------------------------------------- result objects
+@dataclasses.dataclass
+class LayerTable:
+    """Per snapshot × spin layer k = 0..L (row k carries block W^(k) feeding layer k; row 0 has none).
+
+    Attributes:
+      names: ``(L+1,)`` ``"input"`` then each block's source name.
+      shapes: ``(L+1, 2)`` ``(N_{k-1}, N_k)`` of W^(k) (row 0: ``(0, N_0)``).
+      sigma_max: ``(T, L+1)`` largest singular value of W^(k) (NaN on row 0).
+      frobenius: ``(T, L+1)`` :math:`\\|W^{(k)}\\|_F`.
+      C: ``(T, L+1)`` measured :math:`C_k = N_{k-1}\\mathrm{Var}(W^{(k)})`.
+      top_share: ``(T, L+1)`` :math:`\\|v_k\\|^2` of J's top eigenvector v restricted to spin
+        layer k (rows sum to 1).
+    """
+
+    names: tuple[str, ...]
+    shapes: np.ndarray
+    sigma_max: np.ndarray
+    frobenius: np.ndarray
+    C: np.ndarray
+    top_share: np.ndarray
+
+    def records(self, t: np.ndarray) -> list[dict[str, Any]]:
+        out = []
+        for i, ti in enumerate(np.asarray(t)):
+            for k, name in enumerate(self.names):
+                out.append({"t": _num(ti), "layer": k, "name": name, "n_in": int(self.shapes[k, 0]),
+                            "n_out": int(self.shapes[k, 1]), "sigma_max": _num(self.sigma_max[i, k]),
+                            "frobenius": _num(self.frobenius[i, k]), "C": _num(self.C[i, k]),
+                            "top_share": _num(self.top_share[i, k])})
+        return out
+
+
+def _num(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
 
 
 @dataclasses.dataclass
 class Analysis:
-    """Per-checkpoint results (arrays share the leading checkpoint axis T)."""
+    """Per-snapshot results (arrays share the leading snapshot axis T)."""
 
     t: np.ndarray
     val_error: np.ndarray
@@ -40,11 +115,494 @@ class Analysis:
     tap_spectra: np.ndarray | None = None     # (T, N) spectrum of I − M at β_c
     bond_spectra: np.ndarray | None = None    # (T, N) spectrum of J
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    crossing: np.ndarray | None = None        # (T,) str, one of CROSSING_VALUES
+    closest_margin: np.ndarray | None = None  # (T,) min λ_min − λ* where no scan crossing, else NaN
+    step: np.ndarray | None = None
+    reference: dict[str, Any] | None = None   # ReferenceResult.to_dict()
+    layers: LayerTable | None = None
 
-    def rows(self) -> list[dict[str, float]]:
-        keys = ("t", "val_error", "beta_c", "T_c", "lambda_max_J", "lambda_min_R", "level_spacing")
-        return [{k: (None if not np.isfinite(getattr(self, k)[i]) else float(getattr(self, k)[i]))
-                 for k in keys} for i in range(len(self.t))]
+    def _col(self, k: str) -> np.ndarray | None:
+        v = getattr(self, k)
+        if v is None and k in ("crossing",):
+            return np.array(["yes" if np.isfinite(b) else "none ≤ β_max" for b in self.beta_c])
+        if v is None and k in ("step", "closest_margin"):
+            return np.full(len(self.t), np.nan)
+        return np.asarray(v)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per snapshot (JSON-ready; NaN → None)."""
+        cols = {k: self._col(k) for k in TABLE_COLUMNS}
+        return [{k: (str(cols[k][i]) if k == "crossing" else _num(cols[k][i])) for k in TABLE_COLUMNS}
+                for i in range(len(self.t))]
+
+    def to_pandas(self):
+        """The per-snapshot table as a :class:`pandas.DataFrame` (pandas imported here)."""
+        pd = _pandas()
+        return pd.DataFrame({k: self._col(k) for k in TABLE_COLUMNS})
+
+    def layers_to_pandas(self):
+        """The per-layer table (one row per snapshot × spin layer) as a DataFrame."""
+        pd = _pandas()
+        if self.layers is None:
+            raise ValueError("this Analysis has no per-layer table (analyze(..., per_layer=True) makes one)")
+        return pd.DataFrame.from_records(self.layers.records(self.t), columns=list(LAYER_COLUMNS))
+
+    @property
+    def reference_T_c(self) -> float:
+        """T_c of the reference (1/β*), or NaN when unknown."""
+        b = (self.reference or {}).get("beta_star", self.info.get("threshold_beta", float("nan")))
+        return 1.0 / b if b else float("nan")
+
+    def summary(self, max_rows: int = 40) -> str:
+        """A readable text table: t, val error, T_c, λ_max(J), s0/s_typ, crossing; reference line."""
+        ref = self.reference or {}
+        kind = ref.get("kind", self.info.get("reference", "init"))
+        lines = [f"tapjax analysis: {len(self.t)} snapshot(s), sizes {self.info.get('sizes')}, "
+                 f"reference {kind!r}: λ* = {self.threshold:.6g}"
+                 + (f" ± {ref['threshold_spread']:.2g}" if ref.get("threshold_spread") else "")
+                 + f", T_c(ref) = {self.reference_T_c:.6g}, MSK T_c = {1.0 / self.analytic_beta_c:.6g}",
+                 f"{'t':>10} {'val_err':>8} {'T_c':>10} {'λmax(J)':>10} {'s0/styp':>10}  crossing"]
+        cross = self._col("crossing")
+        idx = list(range(len(self.t)))
+        if len(idx) > max_rows:
+            idx = idx[:max_rows // 2] + [-1] + idx[-(max_rows // 2):]
+        f = lambda v, w=10, p=5: f"{v:>{w}.{p}g}" if np.isfinite(v) else f"{'—':>{w}}"
+        for i in idx:
+            if i < 0:
+                lines.append(f"{'...':>10}")
+                continue
+            lines.append(f"{f(self.t[i])} {f(self.val_error[i], 8, 4)} {f(self.T_c[i])} "
+                         f"{f(self.lambda_max_J[i])} {f(self.level_spacing[i])}  {cross[i]}")
+        return "\n".join(lines)
+
+    def plot(self, path: str | None = None):
+        """T_c(t), λ_max(J)(t) and s0/s_typ(t) in three panels (matplotlib Agg).
+
+        Returns the written PNG ``path``, or the Figure when ``path`` is None. Raises ValueError
+        when no snapshot has a finite value to draw.
+        """
+        if not any(np.any(np.isfinite(np.asarray(v, float)))
+                   for v in (self.T_c, self.lambda_max_J, self.level_spacing)):
+            raise ValueError("nothing to draw: every T_c, λ_max(J) and s0/s_typ is NaN")
+        import matplotlib  # pylint: disable=import-outside-toplevel
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+        fig, axes = plt.subplots(3, 1, figsize=(5.5, 8), sharex=True)
+        t = np.asarray(self.t, float)
+        x = t if np.all(np.isfinite(t)) else np.arange(len(t), dtype=float)
+        for ax, v, lab in zip(axes, (self.T_c, self.lambda_max_J, self.level_spacing),
+                              (r"$T_c$", r"$\lambda_{\max}(J)$", r"$s_0/s_{\rm typ}$")):
+            v = np.asarray(v, float)
+            ok = np.isfinite(v)
+            ax.plot(x[ok], v[ok], "o-", ms=3)
+            if not ok.all():
+                ax.plot(x[~ok], np.full((~ok).sum(), np.nanmin(v) if ok.any() else 0.0), "x", color="0.5",
+                        label="no value (NaN)")
+                ax.legend(fontsize=7)
+            ax.set_ylabel(lab)
+        rt = self.reference_T_c
+        if np.isfinite(rt):
+            axes[0].axhline(rt, color="k", ls=":", lw=0.8,
+                            label=f"reference T_c = {rt:.4g} ({(self.reference or {}).get('kind', 'init')})")
+            axes[0].legend(fontsize=7)
+        if len(x) > 1 and np.all(x >= 0) and x.max() > 1:
+            axes[-1].set_xscale("symlog", linthresh=1.0)
+        axes[-1].set_xlabel("training time t" if np.all(np.isfinite(t)) else "snapshot index")
+        fig.tight_layout()
+        if path is None:
+            return fig
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+def _pandas():
+    try:
+        import pandas as pd  # pylint: disable=import-outside-toplevel
+    except ImportError as e:  # pragma: no cover - pandas is installed in CI
+        raise ImportError("Analysis.to_pandas needs pandas: pip install pandas (or use Analysis.rows())") from e
+    return pd
+
+
+# --------------------------------------------------------------------------- compiled programs
+def _lanczos_top(mv, n: int, dtype, num_iter: int):
+    """Largest eigenpair of a symmetric map by Lanczos (start vector from PRNGKey(0), as spectra)."""
+    v0 = jax.random.normal(jax.random.PRNGKey(0), (n,), dtype)
+    alpha, beta, V = tap.lanczos_tridiagonal(mv, v0, num_iter)
+    T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
+    ev, U = jnp.linalg.eigh(T)
+    x = V.T @ U[:, -1]
+    return ev[-1], x / jnp.linalg.norm(x)
+
+
+def _bond_program(num_iter: int):
+    """(λ_max(J), layer shares, λ_min(R), σ_max, ‖W‖_F, C_k) of one snapshot; jitted over a chunk."""
+
+    def one(ws):
+        c = LayeredCouplings(tuple(ws))
+        mv = lambda v: join_layers(bond_matvec(c, split_layers(c, v)))
+        lam, x = _lanczos_top(mv, c.num_spins, c.dtype, min(num_iter, c.num_spins))
+        share = jnp.stack([jnp.sum(p * p) for p in split_layers(c, x)])
+        sig, fro, C = [], [], []
+        for w in c.weights:
+            a, b = w.shape
+            small = min(a, b)
+            g = (lambda v, w=w: w @ (w.T @ v)) if a <= b else (lambda v, w=w: w.T @ (w @ v))
+            s2, _ = _lanczos_top(g, small, w.dtype, min(num_iter, small))
+            sig.append(jnp.sqrt(jnp.maximum(s2, 0.0)))
+            fro.append(jnp.sqrt(jnp.sum(w * w)))
+            C.append(a * jnp.var(w))
+        return lam, share, jnp.min(join_layers(row_square_sums(c))), jnp.stack(sig), jnp.stack(fro), jnp.stack(C)
+
+    return one
+
+
+@jax.jit
+def _chunk_spectra(ws, betas):
+    """Dense ascending spectra of I − M(β_i) for a chunk → ``(B, N)``."""
+    return jax.lax.map(lambda a: jnp.linalg.eigvalsh(tap.tap_matrix(LayeredCouplings(tuple(a[0])), a[1])),
+                       (tuple(ws), betas))
+
+
+@functools.partial(jax.jit, static_argnames=("num_iter",))
+def _chunk_bond(ws, num_iter: int):
+    return jax.lax.map(_bond_program(num_iter), tuple(ws))
+
+
+@functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
+def _chunk_critical(ws, threshold, beta_max, rtol, hint, num_scan: int, max_iter: int, method: str):
+    def one(w):
+        r = recurrence.critical_beta_search(LayeredCouplings(tuple(w)), threshold, beta_max, rtol, hint,
+                                            num_scan=num_scan, max_iter=max_iter, method=method)
+        return r.beta, r.crossed, r.num_tests
+    return jax.lax.map(one, tuple(ws))
+
+
+@functools.partial(jax.jit, static_argnames=("backend", "num_iter"))
+def _chunk_curves(ws, betas, backend: str, num_iter: int):
+    def one(w):
+        c = LayeredCouplings(tuple(w))
+        if backend == "dense":
+            return tap.least_eigenvalue_dense(c, betas)
+        return tap.least_eigenvalue_lanczos(c, betas, num_iter=num_iter)[0]
+    return jax.lax.map(one, tuple(ws))
+
+
+class _Phases:
+    """Chunked runner: one tqdm bar per phase, the first chunk timed apart as 'compile'."""
+
+    def __init__(self, progress: bool):
+        self.progress = progress
+        self.timings: dict[str, dict[str, float]] = {}
+
+    def run(self, name: str, fn, arrays: Sequence[np.ndarray], T: int, batch_size: int):
+        """``fn(*chunk_arrays)`` over chunks of the leading axis (padded) → list of numpy outputs."""
+        import tqdm  # pylint: disable=import-outside-toplevel
+        B = max(1, min(batch_size, T))
+        starts = list(range(0, T, B))
+        outs: list = []
+        bar = None
+        t_start = time.monotonic()
+        first = 0.0
+        for j, s in enumerate(starts):
+            sl = [a[s:s + B] for a in arrays]
+            n = sl[0].shape[0]
+            if n < B:  # pad the last chunk: the program keeps one shape
+                sl = [np.concatenate([a, np.repeat(a[-1:], B - n, axis=0)]) for a in sl]
+            t0 = time.monotonic()
+            out = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], jax.block_until_ready(fn(*sl)))
+            outs.append(out)
+            if j == 0:
+                first = time.monotonic() - t0
+                if self.progress and len(starts) > 1:
+                    bar = tqdm.tqdm(total=T, initial=n, desc=f"{name} (compile {first:.1f}s)", unit="ckpt",
+                                    file=sys.stderr, smoothing=0, dynamic_ncols=True, leave=True)
+            elif bar is not None:
+                bar.update(n)
+        if bar is not None:
+            bar.close()
+        elif self.progress:
+            print(f"{name}: {T} snapshot(s) in {time.monotonic() - t_start:.2f}s "
+                  f"(first chunk incl. compile {first:.2f}s)", file=sys.stderr)
+        self.timings[name] = {"seconds": time.monotonic() - t_start, "first_chunk_s": first,
+                              "chunks": len(starts), "batch_size": B}
+        return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *outs)
+
+
+# --------------------------------------------------------------------------- the no-crossing rule
+def _resolve_no_crossing(c: LayeredCouplings, thr: float, beta_star: float, backend: str,
+                         num_iter: int, rtol: float, touch_atol: float, width: float = 0.4):
+    """The module docstring's rule for a snapshot whose scan found no crossing → (β_c, flag, margin)."""
+    lo0, hi0 = (1 - width) * beta_star, (1 + width) * beta_star
+    kw = {"num_iter": min(num_iter, c.num_spins)} if backend == "lanczos" else {}
+    f = lambda b: float(tap.least_eigenvalue(c, np.array([b]), backend, **kw)[0])
+    b_min, v_min = tap.golden_min(f, lo0, hi0, rtol=1e-4, max_iter=30)
+    margin = v_min - thr
+    if margin <= 0:
+        pd = lambda b: bool(recurrence.positive_definite(c, b, thr))
+        lo = lo0 if pd(lo0) else 0.0
+        hi = b_min
+        if pd(hi):  # λ_min backend and PD test disagree at the noise level: a touch
+            return float(b_min), "touch", float(margin)
+        while hi - lo > rtol * hi:
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if pd(mid) else (lo, mid)
+        return float(hi), "near β*", float(margin)
+    if margin <= touch_atol:
+        return float(b_min), "touch", float(margin)
+    return float("nan"), "none ≤ β_max", float(margin)
+
+
+# --------------------------------------------------------------------------- analyze
+def _from_tapjax(hist: ckpt.RunHistory) -> bool:
+    fmt = str(hist.info.get("format", "")).lower()
+    return bool(hist.config) or fmt.startswith("tapjax")
+
+
+def _load(source, layout) -> ckpt.RunHistory:
+    if isinstance(source, ckpt.RunHistory):
+        if layout is not None:
+            raise ValueError("layout= applies to raw sources; a RunHistory is already in (in, out) layout")
+        return source
+    if isinstance(source, str) and layout is None and os.path.isdir(os.path.join(source, "checkpoints")):
+        try:
+            from tapjax import sources  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            return ckpt.load_run(source)
+        return sources.load_series(source)
+    from tapjax import sources  # pylint: disable=import-outside-toplevel
+    return sources.load_series(source, layout=layout)
+
+
+def _level_method(n_spins: int, level_spacing, level_method: str, dense_max_spins: int) -> tuple[str | None, str]:
+    if level_spacing is False:
+        return None, "level_spacing=False"
+    if level_method == "dense" or (level_method == "auto" and n_spins <= dense_max_spins):
+        return "dense", f"dense eigvalsh of I − M at β_c (N = {n_spins} ≤ {dense_max_spins})" \
+            if level_method == "auto" else "dense eigvalsh (requested)"
+    try:
+        from tapjax import levels  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    except ImportError:
+        if level_spacing == "auto":
+            return None, (f"skipped: N = {n_spins} > dense_max_spins = {dense_max_spins} and "
+                          "tapjax.levels (dense-free level statistics) is not available")
+        raise ValueError(f"level spacing of N = {n_spins} spins: dense eigvalsh exceeds dense_max_spins = "
+                         f"{dense_max_spins} and tapjax.levels is not available; raise dense_max_spins "
+                         "or pass level_spacing='auto' to skip it")
+    return "levels", f"tapjax.levels.level_spacing (N = {n_spins} > {dense_max_spins})"
+
+
+def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, layout=None,
+            level_spacing: bool | Literal["auto"] = "auto",
+            level_method: Literal["auto", "dense", "levels"] = "auto",
+            method: Literal["secant", "bisect", "grid"] = "secant", rtol: float = 1e-4,
+            dtype=None, batch_size: int = 8, lanczos_iter: int = 120, num_scan: int = 16,
+            max_iter: int = 60, per_layer: bool = True, curves: bool = False,
+            keep_spectra: bool = False, indices: Sequence[int] | None = None,
+            touch_atol: float | None = None, dense_max_spins: int = 4096,
+            reference_index: int = 0, progress: bool = True) -> Analysis:
+    r"""Analyzes a network or a training series: per-snapshot T_c, spectra, and a per-layer table.
+
+    Args:
+      source: a :class:`~tapjax.checkpoints.RunHistory`, a tapjax run directory, or anything
+        :func:`tapjax.sources.load_series` reads (arrays, Flax/PyTorch/Keras/safetensors/npz, a
+        directory or list of files as a time series).
+      reference: ``"auto"`` (``"init"`` when the series starts at t = 0, else ``"shuffled"``:
+        :func:`tapjax.reference.auto_kind`), a kind (``"init"``, ``"shuffled"``, ``"gaussian"``,
+        ``"msk"``), a :class:`~tapjax.reference.Reference`, or a precomputed
+        :class:`~tapjax.reference.ReferenceResult` (e.g. to extend an earlier table).
+      layout: ``"in_out"`` / ``"out_in"`` for raw array sources (passed to ``load_series``).
+      level_spacing: s0/s_typ of I − M at β_c: True, False, or ``"auto"`` (skip, recorded in
+        ``info``, when no method fits the size).
+      level_method: ``"dense"`` (eigvalsh per snapshot, under ``lax.map``), ``"levels"``
+        (:func:`tapjax.levels.level_spacing`) or ``"auto"`` (dense up to ``dense_max_spins``).
+      method: β_c refinement: ``"secant"`` / ``"bisect"`` (:func:`tapjax.recurrence.critical_beta_search`)
+        or ``"grid"`` (first crossing on the reference β grid, needs the curves).
+      rtol: relative precision of β_c. dtype: float32 (default) or float64 (enable x64 first).
+      batch_size: snapshots per compiled chunk (bounds memory; one program for any T).
+      lanczos_iter: Krylov dimension for λ_max(J) and σ_max (capped at the dimension).
+      num_scan, max_iter: root-search scan points and refinement cap.
+      per_layer: build :attr:`Analysis.layers`.
+      curves: store λ_min(β) on the reference grid for every row (``(T, B)``).
+      keep_spectra: store the dense spectra of I − M at β_c and of J (small nets).
+      indices: analyze only these snapshots (the reference still comes from ``reference_index``).
+      touch_atol: tolerance of the ``"touch"`` flag (default: module docstring).
+      dense_max_spins: size limit of the dense level-spacing path.
+      reference_index: the snapshot whose couplings define the reference.
+      progress: tqdm bars per phase (reference, T_c, λ_max, spectra) on stderr.
+
+    Returns:
+      :class:`Analysis`; ``info`` records the source format, layout convention, reference kind and
+      why, β range and why, and the methods and timings of each phase.
+    """
+    t_all = time.monotonic()
+    hist = _load(source, layout)
+    if method not in ("secant", "bisect", "grid"):
+        raise ValueError(f"method={method!r}: use 'secant', 'bisect' or 'grid'")
+    if level_spacing not in (True, False, "auto"):
+        raise ValueError(f"level_spacing={level_spacing!r}: use True, False or 'auto'")
+    if level_method not in ("auto", "dense", "levels"):
+        raise ValueError(f"level_method={level_method!r}: use 'auto', 'dense' or 'levels'")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be ≥ 1")
+    dtype = jnp.dtype(jnp.float32 if dtype is None else dtype)
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
+    T_all = len(hist)
+    if T_all == 0:
+        raise ValueError("the series holds no snapshots")
+    idx = list(range(T_all)) if indices is None else sorted(set(int(i) for i in indices))
+    if any(i < 0 or i >= T_all for i in idx):
+        raise ValueError(f"indices {idx}: the series has {T_all} snapshot(s)")
+    if not 0 <= reference_index < T_all:
+        raise ValueError(f"reference_index={reference_index}: the series has {T_all} snapshot(s)")
+    name = lambda i: hist.paths[i] if i < len(hist.paths) else f"snapshot {i}"
+    c_ref = couplings(hist.weights_at(reference_index), name=name(reference_index), dtype=dtype)
+    phases = _Phases(progress)
+    info: dict[str, Any] = {"source_format": hist.info.get("format", "tapjax run" if hist.config else "RunHistory"),
+                            "layout": hist.info.get("layout", "(in, out) tapjax layout"),
+                            "biases": hist.info.get("biases"), "sizes": list(c_ref.sizes),
+                            "dtype": str(dtype), "rtol": rtol, "method": method, "config": hist.config}
+
+    # ---- 1. the reference (one rule: tapjax.reference)
+    t0 = time.monotonic()
+    if isinstance(reference, ReferenceResult):
+        rres, ref_obj, why = reference, None, "precomputed ReferenceResult"
+    else:
+        if isinstance(reference, str) and reference == "auto":
+            kind, why = ref_lib.auto_kind(float(hist.t[reference_index]), T_all, _from_tapjax(hist))
+            ref_obj = Reference(kind=kind)  # type: ignore[arg-type]
+        else:
+            ref_obj = ref_lib.as_reference(reference)
+            why = "requested"
+        if progress:
+            print(f"reference: {ref_obj.kind} …", file=sys.stderr, end="", flush=True)
+        rres = ref_obj.compute(c_ref)
+        if progress:
+            print(f" λ* = {rres.threshold:.6g}, β* = {rres.beta_star:.6g} ({time.monotonic() - t0:.1f}s)",
+                  file=sys.stderr)
+    phases.timings["reference"] = {"seconds": time.monotonic() - t0}
+    thr, beta_star, beta_max = float(rres.threshold), float(rres.beta_star), float(rres.beta_range)
+    info.update(reference=rres.kind, reference_why=why, threshold_beta=beta_star, beta_max=beta_max,
+                beta_range_why=rres.info.get("beta_range_why", "from the ReferenceResult"),
+                reference_index=reference_index)
+    analytic = float(rres.info.get("analytic_beta_c", ref_lib.beta_range(c_ref)[1]))
+
+    # ---- 2. stacked snapshots
+    np_dtype = np.dtype(dtype.name)
+    ws = tuple(np.asarray(w[idx], np_dtype) for w in hist.weights)
+    for k, w in enumerate(ws, start=1):
+        if not np.all(np.isfinite(w)):
+            bad = sorted({idx[i] for i in np.nonzero(~np.isfinite(w).reshape(len(idx), -1).all(1))[0]})
+            raise ValueError(f"W^({k}) holds NaN/Inf in snapshot(s) {[name(i) for i in bad]}")
+    T = len(idx)
+    betas = None
+    curve_arr = None
+    if curves or method == "grid":
+        ref_backend = rres.info.get("backend") or ("dense" if c_ref.num_spins <= 1024 else "lanczos")
+        betas = (ref_obj.grid_betas(rres) if ref_obj is not None
+                 else np.linspace(0.0, beta_max, 65)[1:])
+        curve_arr = phases.run("curves", lambda *w: _chunk_curves(w, jnp.asarray(betas, dtype), ref_backend,
+                                                                  min(lanczos_iter, c_ref.num_spins)),
+                               ws, T, batch_size)
+
+    # ---- 3. β_c by the recurrence root search (batched), then the no-crossing rule
+    crossing = np.array(["yes"] * T, dtype=object)
+    margin = np.full(T, np.nan)
+    num_tests = np.zeros(T, int)
+    if method == "grid":
+        hit = curve_arr <= thr
+        bc = np.where(hit.any(1), betas[np.argmax(hit, 1)], np.nan)
+        crossed = hit.any(1)
+    else:
+        bc, crossed, num_tests = phases.run(
+            "T_c", lambda *w: _chunk_critical(w, jnp.asarray(thr, dtype), jnp.asarray(beta_max, dtype),
+                                              jnp.asarray(rtol, dtype), jnp.asarray(beta_star, dtype),
+                                              num_scan, max_iter, method), ws, T, batch_size)
+        bc = np.where(crossed, bc, np.nan).astype(float)
+    if touch_atol is None:
+        touch_atol = max(float(rres.threshold_spread), 1e-4 if dtype == jnp.float32 else 1e-8)
+    res_backend = rres.info.get("backend") or ("dense" if c_ref.num_spins <= 1024 else "lanczos")
+    for row, i in enumerate(idx):
+        if rres.kind == "init" and i == reference_index:
+            bc[row], crossing[row] = beta_star, "reference"
+        elif not crossed[row]:
+            c = couplings(tuple(w[row] for w in ws), name=name(i), dtype=dtype)
+            bc[row], crossing[row], margin[row] = _resolve_no_crossing(
+                c, thr, beta_star, res_backend, lanczos_iter, rtol, touch_atol)
+    info["touch_atol"] = touch_atol
+    info["no_crossing_rule"] = ("scan + hint β*, then golden-section λ_min on [0.6β*, 1.4β*]: "
+                                "'near β*' (bisected), 'touch' (within touch_atol), else NaN")
+
+    # ---- 4. λ_max(J) with its eigenvector, λ_min(R), per-layer σ_max / ‖W‖_F / C_k
+    lam_max, share, lmin_r, sig, fro, Ck = phases.run(
+        "λ_max", lambda *w: _chunk_bond(w, lanczos_iter), ws, T, batch_size)
+
+    # ---- 5. level spacing s0/s_typ at β_c
+    lvl, why_lvl = _level_method(c_ref.num_spins, level_spacing or keep_spectra, level_method, dense_max_spins)
+    spacing = np.full(T, np.nan)
+    tap_sp = None
+    lvl_notes: dict[str, str] = {}
+    ok = np.isfinite(bc)
+    if lvl == "dense" and ok.any():
+        b_eval = np.where(ok, bc, beta_star).astype(np_dtype)
+        ev = phases.run("spectra", lambda *a: _chunk_spectra(a[:-1], a[-1]), (*ws, b_eval), T, batch_size)
+        ev = np.where(ok[:, None], ev, np.nan)
+        for row in np.nonzero(ok)[0]:
+            try:
+                spacing[row] = spectra.first_level_spacing(ev[row])
+            except ValueError as e:
+                lvl_notes[str(float(hist.t[idx[row]]))] = str(e)
+        tap_sp = ev if keep_spectra else None
+    elif lvl == "levels" and ok.any():
+        from tapjax import levels  # pylint: disable=import-outside-toplevel
+        t0 = time.monotonic()
+        for row in np.nonzero(ok)[0]:
+            c = couplings(tuple(w[row] for w in ws), name=name(idx[row]), dtype=dtype)
+            val, linfo = levels.level_spacing(c, float(bc[row]), method="auto")
+            spacing[row] = float(val)
+            if row == np.nonzero(ok)[0][0]:
+                why_lvl += f"; {linfo}"
+        phases.timings["spectra"] = {"seconds": time.monotonic() - t0}
+    if keep_spectra and tap_sp is None:
+        tap_sp = np.full((T, c_ref.num_spins), np.nan)
+    bond_sp = None
+    if keep_spectra:
+        bond_sp = np.stack([np.asarray(spectra.bond_spectrum(couplings(tuple(w[r] for w in ws))))
+                            for r in range(T)])
+    info["methods"] = {"critical_beta": f"recurrence.critical_beta_search ({method}, {num_scan}-point scan "
+                                         f"+ hint β*, batch_size={batch_size})" if method != "grid"
+                                         else "first crossing on the reference β grid",
+                       "lambda_max_J": f"Lanczos ({min(lanczos_iter, c_ref.num_spins)} iterations, full "
+                                       "reorthogonalization) on stacked couplings",
+                       "sigma_max": "Lanczos on W Wᵀ (or Wᵀ W)", "level_spacing": why_lvl,
+                       "reference": rres.info.get("backend", "analytic")}
+    if lvl_notes:
+        info["level_spacing_errors"] = lvl_notes
+    info["num_tests"] = np.asarray(num_tests).tolist()
+    info["errors"] = {str(float(hist.t[i])): f"no crossing: λ_min stays {margin[r]:.3g} above λ* near β*"
+                      for r, i in enumerate(idx) if crossing[r] == "none ≤ β_max"}
+    phases.timings["total"] = {"seconds": time.monotonic() - t_all}
+    info["timings"] = phases.timings
+
+    layers = None
+    if per_layer:
+        L = len(ws)
+        names = tuple(hist.layer_names) if len(hist.layer_names) == L else tuple(f"W{k}" for k in range(1, L + 1))
+        pad = lambda a: np.concatenate([np.full((T, 1), np.nan), np.asarray(a, float)], axis=1)
+        shapes = np.array([(0, c_ref.sizes[0])] + [tuple(w.shape[1:]) for w in ws])
+        layers = LayerTable(names=("input",) + names, shapes=shapes, sigma_max=pad(sig), frobenius=pad(fro),
+                            C=pad(Ck), top_share=np.asarray(share, float))
+    bc = bc.astype(float)
+    return Analysis(
+        t=np.asarray(hist.t, float)[idx], val_error=np.asarray(hist.val_error, float)[idx], beta_c=bc,
+        T_c=1.0 / bc, lambda_max_J=np.asarray(lam_max, float), lambda_min_R=np.asarray(lmin_r, float),
+        level_spacing=spacing, threshold=thr, analytic_beta_c=analytic,
+        betas=np.asarray(betas) if curves else None, curves=curve_arr if curves else None,
+        tap_spectra=tap_sp, bond_spectra=bond_sp, info=info, crossing=np.asarray(crossing, str),
+        closest_margin=margin, step=np.asarray(hist.step, float)[idx] if len(hist.step) == T_all else None,
+        reference=rres.to_dict(), layers=layers)
 
 
 def analyze_run(run: str | ckpt.RunHistory, *, method: str = "recurrence", backend: str = "lanczos",
@@ -52,99 +610,93 @@ def analyze_run(run: str | ckpt.RunHistory, *, method: str = "recurrence", backe
                 curves: bool = False, keep_spectra: bool = False, level_spacing: bool = True,
                 rtol: float = 1e-4, lanczos_iter: int = 120, dtype=jnp.float32,
                 indices=None, progress: bool = True) -> Analysis:
-    """Analyzes every checkpoint of a run (or ``indices`` of them).
+    """Analyzes every checkpoint of a tapjax run (or ``indices`` of them, plus t = 0).
 
-    Args:
-      run: run directory or a loaded :class:`~tapjax.checkpoints.RunHistory`.
-      method: ``"recurrence"`` (root search on the block recurrence, eqs. 26–27:
-        :func:`tapjax.recurrence.critical_beta`, secant refinement, the reference β* as a scan
-        hint), ``"bisection"`` (same with plain bisection) or ``"grid"`` (the paper's β grid).
-      backend: λ_min backend for the reference threshold and curves: ``"lanczos"`` or ``"dense"``.
-      betas: β grid; default ``linspace(0, beta_max, num_betas + 1)[1:]`` with ``beta_max``
-        defaulting to twice the analytic MSK β_c of the net's sizes.
-      curves: also store λ_min(β) for every checkpoint (``(T, B)``).
-      keep_spectra: store the full spectra of I − M at β_c and of J (dense; small nets).
-      level_spacing: compute s0/s_typ (one dense eigvalsh of I − M per checkpoint).
-      rtol: relative precision of β_c (recurrence methods).
-      dtype: float32 (default) or float64 (enable ``jax_enable_x64`` first).
-      indices: subset of checkpoint indices (the reference t=0 checkpoint is always used).
-
-    Returns:
-      :class:`Analysis`. A checkpoint with no crossing in range gets NaN β_c (and the reason
-      in ``info["errors"]``).
+    The earlier entry point, kept: :func:`analyze` with the ``"init"`` reference
+    (:class:`tapjax.reference.Reference`) on the grid ``linspace(0, beta_max, num_betas + 1)[1:]``,
+    ``beta_max`` defaulting to twice the MSK β_c of the *measured* init scales (no longer an assumed
+    C = 2). ``method``: ``"recurrence"`` (secant root search), ``"bisection"`` or ``"grid"``;
+    ``backend``: the λ_min backend of the reference and the curves (``"lanczos"`` or ``"dense"``).
+    Rows without a crossing follow :func:`analyze`'s no-crossing rule (``crossing`` column).
     """
-    hist = ckpt.load_run(run) if isinstance(run, str) else run
-    if method not in ("recurrence", "bisection", "grid"):
+    m = {"recurrence": "secant", "bisection": "bisect", "grid": "grid"}
+    if method not in m:
         raise ValueError(f"method={method!r}: use 'recurrence', 'bisection' or 'grid'")
-    cs = lambda i: couplings(hist.weights_at(i), name=hist.paths[i] if hist.paths else f"checkpoint {i}",
-                             dtype=dtype)
-    c0 = cs(0)
-    scale = float(hist.config.get("model", {}).get("init_scale", 2.0)) if hist.config else 2.0
-    analytic = msk.critical_beta(c0.sizes, scale)
+    hist = ckpt.load_run(run) if isinstance(run, str) else run
+    c0 = couplings(hist.weights_at(0), name=hist.paths[0] if hist.paths else "checkpoint 0", dtype=dtype)
     if betas is None:
-        beta_max = beta_max or 2.0 * analytic
-        betas = np.linspace(0.0, beta_max, num_betas + 1)[1:]
-    betas = np.asarray(betas, float)
-    kw = {"num_iter": lanczos_iter} if backend == "lanczos" else {}
-    thr = tap.reference_threshold(c0, betas, backend, **kw)
-    idx = list(range(len(hist))) if indices is None else sorted(set(indices) | {0})
-    T = len(idx)
-    out = {k: np.full(T, np.nan) for k in ("beta_c", "lambda_max_J", "lambda_min_R", "level_spacing")}
-    curve_arr = np.full((T, len(betas)), np.nan) if curves else None
-    tap_sp, bond_sp, errors = [], [], {}
-    bar = ProgressBar(T, "analyze", enabled=progress, min_interval=5.0)
-    for row, i in enumerate(idx):
-        c = cs(i)
-        if curves:
-            curve_arr[row] = np.asarray(tap.least_eigenvalue(c, betas, backend, **kw))
-        try:
-            if i == 0:
-                bc = thr.beta
-            elif method == "grid":
-                cur = curve_arr[row] if curves else np.asarray(tap.least_eigenvalue(c, betas, backend, **kw))
-                bc = float(betas[tap.first_crossing_index(cur, thr.value)])
-            else:
-                bc = recurrence.critical_beta(c, thr.value, float(betas[-1]), rtol=rtol, hint=thr.beta,
-                                              method="secant" if method == "recurrence" else "bisect")
-        except tap.NoCrossingError as e:
-            bc, errors[float(hist.t[i])] = np.nan, str(e)
-        out["beta_c"][row] = bc
-        out["lambda_max_J"][row] = float(spectra.lambda_max_bond(c, "lanczos", num_iter=lanczos_iter))
-        out["lambda_min_R"][row] = float(spectra.lambda_min_r(c))
-        if (level_spacing or keep_spectra) and np.isfinite(bc):
-            ev = np.asarray(spectra.tap_spectrum(c, bc))
-            out["level_spacing"][row] = spectra.first_level_spacing(ev)
-            if keep_spectra:
-                tap_sp.append(ev)
-                bond_sp.append(np.asarray(spectra.bond_spectrum(c)))
-        elif keep_spectra:
-            tap_sp.append(np.full(c.num_spins, np.nan))
-            bond_sp.append(np.asarray(spectra.bond_spectrum(c)))
-        bar.update(1, t=float(hist.t[i]), T_c=1.0 / bc if bc else float("nan"))
-    bar.close()
-    return Analysis(
-        t=hist.t[idx], val_error=hist.val_error[idx], beta_c=out["beta_c"], T_c=1.0 / out["beta_c"],
-        lambda_max_J=out["lambda_max_J"], lambda_min_R=out["lambda_min_R"],
-        level_spacing=out["level_spacing"], threshold=thr.value, analytic_beta_c=analytic,
-        betas=betas if curves else None, curves=curve_arr,
-        tap_spectra=np.stack(tap_sp) if tap_sp else None,
-        bond_spectra=np.stack(bond_sp) if bond_sp else None,
-        info={"method": method, "backend": backend, "sizes": list(c0.sizes), "rtol": rtol,
-              "dtype": str(jnp.dtype(dtype)), "threshold_beta": thr.beta, "errors": errors,
-              "config": hist.config})
+        bmax = beta_max or 2.0 * ref_lib.beta_range(c0)[1]
+        betas = np.linspace(0.0, bmax, num_betas + 1)[1:]
+    ref = Reference(kind="init", betas=tuple(np.asarray(betas, float)), backend=backend, lanczos_iter=lanczos_iter)
+    idx = None if indices is None else sorted(set(indices) | {0})
+    a = analyze(hist, ref, method=m[method], rtol=rtol, dtype=dtype, lanczos_iter=lanczos_iter,
+                curves=curves, keep_spectra=keep_spectra, level_spacing=bool(level_spacing),
+                level_method="dense", indices=idx, progress=progress, per_layer=False)
+    a.info["backend"] = backend
+    a.info["method"] = method
+    return a
+
+
+# --------------------------------------------------------------------------- files
+def table_paths(path_prefix: str) -> dict[str, str]:
+    """Files :func:`save_analysis` writes for ``path_prefix``."""
+    return {"npz": path_prefix + ".npz", "json": path_prefix + ".json", "csv": path_prefix + ".csv",
+            "table_json": path_prefix + "_table.json", "layers_csv": path_prefix + "_layers.csv"}
+
+
+def _csv(records: list[dict[str, Any]], columns: Sequence[str]) -> bytes:
+    import csv  # pylint: disable=import-outside-toplevel
+    import io  # pylint: disable=import-outside-toplevel
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    for r in records:
+        w.writerow({k: ("" if r.get(k) is None else r[k]) for k in columns})
+    return buf.getvalue().encode()
 
 
 def save_analysis(a: Analysis, path_prefix: str) -> tuple[str, str]:
-    """Writes ``<prefix>.npz`` (all arrays) and ``<prefix>.json`` (table + metadata)."""
-    arrays = {k: v for k, v in dataclasses.asdict(a).items()
-              if isinstance(v, np.ndarray)}
+    """Writes ``<prefix>.npz`` (arrays), ``<prefix>.json`` (table + metadata), and for pandas
+    ``<prefix>.csv`` and ``<prefix>_table.json`` (records: ``pandas.read_json`` reads it directly),
+    plus ``<prefix>_layers.csv`` when there is a per-layer table. Returns ``(npz, json)``;
+    :func:`table_paths` lists them all."""
+    p = table_paths(path_prefix)
+    arrays = {f.name: getattr(a, f.name) for f in dataclasses.fields(a)
+              if isinstance(getattr(a, f.name), np.ndarray)}
     arrays["threshold"] = np.asarray(a.threshold)
     arrays["analytic_beta_c"] = np.asarray(a.analytic_beta_c)
-    ckpt.atomic_write_npz(path_prefix + ".npz", arrays)
-    ckpt.atomic_write_json(path_prefix + ".json", {
+    if a.crossing is not None:
+        arrays["crossing"] = np.asarray(a.crossing, str)
+    if a.layers is not None:
+        for k in ("sigma_max", "frobenius", "C", "top_share", "shapes"):
+            arrays[f"layers_{k}"] = np.asarray(getattr(a.layers, k))
+        arrays["layers_names"] = np.asarray(a.layers.names, str)
+    ckpt.atomic_write_npz(p["npz"], arrays)
+    rows = a.rows()
+    ckpt.atomic_write_json(p["json"], _jsonable({
         "threshold": a.threshold, "analytic_beta_c": a.analytic_beta_c,
-        "analytic_T_c": 1.0 / a.analytic_beta_c, "info": a.info, "rows": a.rows()})
-    return path_prefix + ".npz", path_prefix + ".json"
+        "analytic_T_c": 1.0 / a.analytic_beta_c, "reference": a.reference, "info": a.info, "rows": rows}))
+    ckpt.atomic_write_bytes(p["table_json"], (json.dumps(rows, indent=1, ensure_ascii=False) + "\n").encode())
+    ckpt.atomic_write_bytes(p["csv"], _csv(rows, TABLE_COLUMNS))
+    if a.layers is not None:
+        ckpt.atomic_write_bytes(p["layers_csv"], _csv(a.layers.records(a.t), LAYER_COLUMNS))
+    return p["npz"], p["json"]
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    if isinstance(o, (np.floating, float)):
+        return float(o) if math.isfinite(float(o)) else None
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return o
 
 
 def load_analysis(path_prefix: str) -> dict[str, Any]:
@@ -155,3 +707,5 @@ def load_analysis(path_prefix: str) -> dict[str, Any]:
     return d
 
 
+__all__ = ["Analysis", "CROSSING_VALUES", "LayerTable", "analyze", "analyze_run", "load_analysis",
+           "save_analysis", "table_paths"]
