@@ -316,19 +316,19 @@ def summarize(out: SamplerOutput, system: SpinSystem, *, layer_offset: int = 0,
               thresholds: Thresholds = Thresholds(), settings: dict | None = None,
               meta: dict | None = None) -> QabResult:
     """Turns a :class:`~tapjax.overlap.sampler.SamplerOutput` into a :class:`QabResult`."""
-    a, cfg, temps = out.acc, out.config, out.temperatures
-    n = a["count"]
-    free = system.free_layers
+    acc, cfg, temps = out.acc, out.config, out.temperatures
+    n = acc.count
+    free = list(system.free_layers)
     sizes = tuple(system.sizes[k] for k in free)
     n_spins = int(sum(sizes))
-    a = dict(a)     # the sampler measures every layer; keep the free ones (indices = layer numbers)
-    for key in ("abs_q_layer", "q_layer"):
-        a[key] = a[key][:, list(free)]
-    a["hist_layer"] = a["hist_layer"][list(free)]
-    for key in ("spin_sum", "site"):
-        a[key] = tuple(a[key][k] for k in free)
-    e_mean = a["e_sum"] / n
-    e_var = np.maximum(a["e2_sum"] / n - e_mean ** 2, 0.0)
+    # the sampler measures every layer; keep the free ones (indices = layer numbers)
+    a = {"abs_q_layer": acc.abs_q_layer[:, free], "q_layer": acc.q_layer[:, free],
+         "hist_layer": acc.hist_layer[free], "spin_sum": tuple(acc.spin_sum[k] for k in free),
+         "site": tuple(acc.site[k] for k in free)}
+    a.update({k: getattr(acc, k) for k in ("abs_q", "q", "q2", "q4", "qmat", "abs_qmat", "hist",
+                                             "pt_prob_sum", "pt_attempts", "half_trips")})
+    e_mean = acc.energy_mean
+    e_var = acc.energy_variance
     exchange = (a["pt_prob_sum"] / np.maximum(a["pt_attempts"], 1.0)) if cfg.tempering else np.zeros((0,))
     diag = diagnose(temps, out.series["energy"], out.series["qbar"], cfg.n_burn, cfg.measure_every,
                     exchange if cfg.tempering and temps.size > 1 else None, thresholds)
@@ -336,7 +336,7 @@ def summarize(out: SamplerOutput, system: SpinSystem, *, layer_offset: int = 0,
     tau_q = np.asarray(diag["tau_qbar"]) / cfg.measure_every
     m, r = out.series["energy"].shape[0], cfg.n_replicas
     qbar = a["abs_q"] / n
-    qbar_err = np.sqrt(out.series["qbar"].var(0) * tau_q / m)
+    qbar_err = np.sqrt(out.series["qbar"].astype(np.float64).var(0) * tau_q / m)
     e_err = np.sqrt(e_var * tau_e / (m * r))
     m_rep = np.concatenate([s / n for s in a["spin_sum"]], axis=-1)    # (T, R, N)
     width = 2.0 / cfg.num_bins

@@ -17,7 +17,10 @@ the whole run in one compiled program. Each ``jax.random`` call costs seconds of
 compilation on a CPU, so this matters.
 
 Every ``measure_every`` sweeps the overlap matrices are formed and accumulated (see
-:func:`measure`). The time series of energies and of :math:`\bar Q` are kept for
+:func:`measure`) into :class:`RunningSums`: compensated float32 pairs of float64 accuracy,
+energies about a per-temperature shift, integer counts (:mod:`~tapjax.overlap.accumulators`
+says why). The totals are therefore independent of how the run is split into chunks, and a
+10^5-measurement cold run keeps E/N and the specific heat to float64 accuracy. The time series of energies and of :math:`\bar Q` are kept for
 autocorrelation and equilibration checks. Burn-in runs the same program, and its statistics
 are discarded.
 """
@@ -33,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tapjax.overlap.accumulators import (Compensated, compensated_add, compensated_value,
+                                         compensated_zeros)
 from tapjax.overlap.heat_bath import SpinSystem, block_gibbs_sweep, sweep_uniforms
 from tapjax.overlap.observables import overlap_histogram, overlap_matrices, upper_pairs
 from tapjax.overlap.tempering import exchange_step
@@ -159,27 +164,136 @@ def sweep_key(key: jax.Array, sweep) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(key, _SWEEP_STREAM), sweep)
 
 
-def init_accumulators(system: SpinSystem, num_temps: int, num_replicas: int, num_bins: int) -> dict:
-    """Zeroed running sums (see :func:`measure`)."""
+class RunningSums(NamedTuple):
+    r"""The sampler's running sums over the measurements (a pytree; K = measured layers).
+
+    Float sums are :class:`~tapjax.overlap.accumulators.Compensated` float32 pairs (float64
+    accuracy with x64 off, see :mod:`~tapjax.overlap.accumulators`); counts are int32. Each
+    per-measurement quantity is averaged over pairs a < b or replicas before it is added.
+
+    Attributes:
+      count: int32 scalar, measurements taken.
+      abs_q, q, q2, q4: ``(T,)`` sums of :math:`\mathrm{mean}_{a<b}` of |q_ab|, q_ab, q_ab², q_ab⁴.
+      abs_q_layer, q_layer: ``(T, K)`` the same of |q^(k)_ab| and q^(k)_ab.
+      qmat, abs_qmat: ``(T, R, R)`` sums of q_ab and |q_ab|.
+      hist: ``(T, B)`` int32 counts of the pairs' q in B bins on [−1, 1].
+      hist_layer: ``(K, T, B)`` int32 counts per layer.
+      spin_sum: per measured layer ``(T, R, N_k)`` sums of σ.
+      site: per measured layer ``(T, N_k)`` sums of :math:`\mathrm{mean}_{a<b}\,\mathrm{sign}(q_{ab})\,\sigma^a_i\sigma^b_i`.
+      e_shift: ``(T,)`` float32 constant :math:`E_s`; the energy sums are taken about it.
+      e_sum, e2_sum: ``(T,)`` sums of :math:`\mathrm{mean}_r (E - E_s)` and :math:`\mathrm{mean}_r (E - E_s)^2`.
+      pt_prob_sum: ``(T - 1,)`` sums of the mean exchange acceptance of each pair.
+      pt_attempts: ``(T - 1,)`` int32, exchange rounds in which each pair was proposed.
+      half_trips: ``(R,)`` int32, arrivals of a walker at one end of the ladder coming from the other.
+    """
+
+    count: jax.Array
+    abs_q: Compensated
+    q: Compensated
+    q2: Compensated
+    q4: Compensated
+    abs_q_layer: Compensated
+    q_layer: Compensated
+    qmat: Compensated
+    abs_qmat: Compensated
+    hist: jax.Array
+    hist_layer: jax.Array
+    spin_sum: tuple
+    site: tuple
+    e_shift: jax.Array
+    e_sum: Compensated
+    e2_sum: Compensated
+    pt_prob_sum: Compensated
+    pt_attempts: jax.Array
+    half_trips: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerTotals:
+    """:class:`RunningSums` on the host: float64 numpy sums (counts int64), same field names.
+
+    ``totals["hist"]`` (the dict access of earlier versions) still works and reads the field.
+    """
+
+    count: int
+    abs_q: np.ndarray
+    q: np.ndarray
+    q2: np.ndarray
+    q4: np.ndarray
+    abs_q_layer: np.ndarray
+    q_layer: np.ndarray
+    qmat: np.ndarray
+    abs_qmat: np.ndarray
+    hist: np.ndarray
+    hist_layer: np.ndarray
+    spin_sum: tuple
+    site: tuple
+    e_shift: np.ndarray
+    e_sum: np.ndarray
+    e2_sum: np.ndarray
+    pt_prob_sum: np.ndarray
+    pt_attempts: np.ndarray
+    half_trips: np.ndarray
+
+    @classmethod
+    def from_sums(cls, sums: RunningSums) -> "SamplerTotals":
+        """Evaluates every compensated pair in float64 (``hi + lo``)."""
+        def host(x):
+            if isinstance(x, Compensated):
+                return compensated_value(x)
+            if isinstance(x, tuple):
+                return tuple(host(v) for v in x)
+            return np.asarray(x, np.float64) if x.dtype.kind == "f" else np.asarray(x, np.int64)
+        vals = {name: host(getattr(sums, name)) for name in RunningSums._fields}
+        vals["count"] = int(vals["count"])
+        return cls(**vals)
+
+    def __getitem__(self, name: str):
+        return getattr(self, name)
+
+    @property
+    def energy_mean(self) -> np.ndarray:
+        r"""``(T,)`` :math:`\langle E\rangle = E_s + \overline{E - E_s}` (chain energy, not per spin)."""
+        return self.e_shift + self.e_sum / self.count
+
+    @property
+    def energy_variance(self) -> np.ndarray:
+        r"""``(T,)`` :math:`\overline{(E-E_s)^2} - \overline{(E-E_s)}^2`, clipped at 0, per chain
+        (the mean over replicas of each replica's variance about the pooled mean)."""
+        d = self.e_sum / self.count
+        return np.maximum(self.e2_sum / self.count - d * d, 0.0)
+
+
+def init_accumulators(system: SpinSystem, num_temps: int, num_replicas: int, num_bins: int,
+                      energy_shift=None) -> RunningSums:
+    """Zeroed :class:`RunningSums` (see :func:`measure`).
+
+    Args:
+      energy_shift: ``(T,)`` constant the energy moments are taken about (default 0). A value
+        near the mean energy keeps the variance free of cancellation.
+    """
     free = measured_layers(system)
     t, r = num_temps, num_replicas
-    f = jnp.float32
-    return {
-        "count": jnp.zeros((), f),
-        "abs_q": jnp.zeros((t,), f), "q": jnp.zeros((t,), f), "q2": jnp.zeros((t,), f),
-        "q4": jnp.zeros((t,), f), "abs_q_layer": jnp.zeros((t, len(free)), f),
-        "q_layer": jnp.zeros((t, len(free)), f),
-        "qmat": jnp.zeros((t, r, r), f), "abs_qmat": jnp.zeros((t, r, r), f),
-        "hist": jnp.zeros((t, num_bins), f), "hist_layer": jnp.zeros((len(free), t, num_bins), f),
-        "spin_sum": tuple(jnp.zeros((t, r, system.sizes[k]), f) for k in free),
-        "site": tuple(jnp.zeros((t, system.sizes[k]), f) for k in free),
-        "e_sum": jnp.zeros((t,), f), "e2_sum": jnp.zeros((t,), f),
-        "pt_prob_sum": jnp.zeros((max(t - 1, 0),), f), "pt_attempts": jnp.zeros((max(t - 1, 0),), f),
-        "half_trips": jnp.zeros((r,), jnp.int32),
-    }
+    k = len(free)
+    z = compensated_zeros
+    i32 = jnp.int32
+    shift = jnp.zeros((t,), jnp.float32) if energy_shift is None else jnp.asarray(energy_shift, jnp.float32)
+    if shift.shape != (t,):
+        raise ValueError(f"energy_shift: shape {shift.shape}, expected (T,) = ({t},)")
+    return RunningSums(
+        count=jnp.zeros((), i32),
+        abs_q=z((t,)), q=z((t,)), q2=z((t,)), q4=z((t,)),
+        abs_q_layer=z((t, k)), q_layer=z((t, k)), qmat=z((t, r, r)), abs_qmat=z((t, r, r)),
+        hist=jnp.zeros((t, num_bins), i32), hist_layer=jnp.zeros((k, t, num_bins), i32),
+        spin_sum=tuple(z((t, r, system.sizes[j])) for j in free),
+        site=tuple(z((t, system.sizes[j])) for j in free),
+        e_shift=shift, e_sum=z((t,)), e2_sum=z((t,)),
+        pt_prob_sum=z((max(t - 1, 0),)), pt_attempts=jnp.zeros((max(t - 1, 0),), i32),
+        half_trips=jnp.zeros((r,), i32),
+    )
 
 
-def measure(system: SpinSystem, state: ChainState, acc: dict, num_bins: int):
+def measure(system: SpinSystem, state: ChainState, acc: RunningSums, num_bins: int):
     """Adds the current configurations to the running sums.
 
     Returns:
@@ -200,28 +314,29 @@ def measure(system: SpinSystem, state: ChainState, acc: dict, num_bins: int):
     qbar_layer = jnp.mean(jnp.abs(pl), -1).T                     # (T, K)
     p2 = pairs * pairs
     e = state.energy.astype(jnp.float32)
+    de = e - acc.e_shift[:, None]
     # site decomposition of mean_{a<b} |q_ab|: sign(q_ab) s_i^a s_i^b averaged over pairs a < b
     r = q.shape[-1]
-    w = jnp.sign(q) * jnp.asarray(np.triu(np.ones((r, r)), 1) / max(r * (r - 1) / 2, 1), q.dtype)
-    site = [jnp.einsum("tab,tai,tbi->ti", w, s, s) for s in spins]
-    acc = dict(acc)
-    acc.update(
-        count=acc["count"] + 1.0,
-        abs_q=acc["abs_q"] + qbar, q=acc["q"] + pairs.mean(-1), q2=acc["q2"] + p2.mean(-1),
-        q4=acc["q4"] + (p2 * p2).mean(-1), abs_q_layer=acc["abs_q_layer"] + qbar_layer,
-        q_layer=acc["q_layer"] + pl.mean(-1).T,
-        qmat=acc["qmat"] + q, abs_qmat=acc["abs_qmat"] + jnp.abs(q),
-        hist=acc["hist"] + overlap_histogram(pairs, num_bins),
-        hist_layer=acc["hist_layer"] + overlap_histogram(pl, num_bins),
-        spin_sum=tuple(a + s for a, s in zip(acc["spin_sum"], spins)),
-        site=tuple(a + s for a, s in zip(acc["site"], site)),
-        e_sum=acc["e_sum"] + e.mean(-1), e2_sum=acc["e2_sum"] + (e * e).mean(-1),
+    pair_w = jnp.sign(q) * jnp.asarray(np.triu(np.ones((r, r)), 1) / max(r * (r - 1) / 2, 1), q.dtype)
+    site = [jnp.einsum("tab,tai,tbi->ti", pair_w, s, s) for s in spins]
+    add = compensated_add
+    acc = acc._replace(
+        count=acc.count + 1,
+        abs_q=add(acc.abs_q, qbar), q=add(acc.q, pairs.mean(-1)), q2=add(acc.q2, p2.mean(-1)),
+        q4=add(acc.q4, (p2 * p2).mean(-1)), abs_q_layer=add(acc.abs_q_layer, qbar_layer),
+        q_layer=add(acc.q_layer, pl.mean(-1).T),
+        qmat=add(acc.qmat, q), abs_qmat=add(acc.abs_qmat, jnp.abs(q)),
+        hist=acc.hist + overlap_histogram(pairs, num_bins).astype(jnp.int32),
+        hist_layer=acc.hist_layer + overlap_histogram(pl, num_bins).astype(jnp.int32),
+        spin_sum=tuple(add(a, s) for a, s in zip(acc.spin_sum, spins)),
+        site=tuple(add(a, s) for a, s in zip(acc.site, site)),
+        e_sum=add(acc.e_sum, de.mean(-1)), e2_sum=add(acc.e2_sum, (de * de).mean(-1)),
     )
     return acc, {"energy": e, "qbar": qbar, "qbar_layer": qbar_layer}
 
 
-def mc_step(system: SpinSystem, betas: jax.Array, key: jax.Array, state: ChainState, acc: dict,
-            tempering: bool) -> tuple[ChainState, dict]:
+def mc_step(system: SpinSystem, betas: jax.Array, key: jax.Array, state: ChainState, acc: RunningSums,
+            tempering: bool) -> tuple[ChainState, RunningSums]:
     """One sweep (block Gibbs, then an exchange round when ``tempering``); updates PT statistics."""
     num_temps = betas.shape[0]
     swap = tempering and num_temps > 1
@@ -231,19 +346,19 @@ def mc_step(system: SpinSystem, betas: jax.Array, key: jax.Array, state: ChainSt
     if swap:
         (spins, walker, last_end), e, probs, proposed = exchange_step(
             extra_u[:-1, :, 0], (spins, walker, last_end), e, betas, state.sweep % 2)
-        acc = dict(acc)
-        acc["pt_prob_sum"] = acc["pt_prob_sum"] + probs.mean(-1)
-        acc["pt_attempts"] = acc["pt_attempts"] + proposed.astype(jnp.float32)
         # round trips: a walker arriving at one end having last touched the other end
         at_bot = last_end[0] == 1
         at_top = last_end[num_temps - 1] == 0
-        acc["half_trips"] = acc["half_trips"] + at_bot.astype(jnp.int32) + at_top.astype(jnp.int32)
+        acc = acc._replace(
+            pt_prob_sum=compensated_add(acc.pt_prob_sum, probs.mean(-1)),
+            pt_attempts=acc.pt_attempts + proposed.astype(jnp.int32),
+            half_trips=acc.half_trips + at_bot.astype(jnp.int32) + at_top.astype(jnp.int32))
         last_end = last_end.at[0].set(0).at[num_temps - 1].set(1)
     return ChainState(spins, e, state.sweep + 1, walker, last_end), acc
 
 
 @functools.partial(jax.jit, static_argnames=("measure_every", "buffer", "tempering", "num_bins"))
-def advance(system: SpinSystem, betas: jax.Array, key: jax.Array, state: ChainState, acc: dict,
+def advance(system: SpinSystem, betas: jax.Array, key: jax.Array, state: ChainState, acc: RunningSums,
             n_outer, *, measure_every: int, buffer: int, tempering: bool, num_bins: int):
     """``n_outer`` (traced, ≤ ``buffer``) outer steps, each ``measure_every`` sweeps then :func:`measure`.
 
@@ -273,12 +388,12 @@ def advance(system: SpinSystem, betas: jax.Array, key: jax.Array, state: ChainSt
 @dataclasses.dataclass
 class SamplerOutput:
     """Raw output of :func:`sample` (numpy). ``acc`` holds the running sums of the measurement
-    phase; ``series`` the per-measurement ``energy`` ``(M, T, R)``, ``qbar`` ``(M, T)`` and
+    phase (:class:`SamplerTotals`, float64); ``series`` the per-measurement ``energy`` ``(M, T, R)``, ``qbar`` ``(M, T)`` and
     ``qbar_layer`` ``(M, T, K)``; ``state`` the final :class:`ChainState` (to continue)."""
 
     temperatures: np.ndarray
     config: SamplerConfig
-    acc: dict
+    acc: SamplerTotals
     series: dict
     state: ChainState
     seconds: float          # sampling wall time, compilation excluded
@@ -344,16 +459,19 @@ def sample(system: SpinSystem, temperatures, config: SamplerConfig, key: jax.Arr
         state = state._replace(walker=_fresh_walkers(num_t, num_r)[0], last_end=_fresh_walkers(num_t, num_r)[1])
     for state, acc, rows in run(state, acc, n_burn_outer, betas):
         report({"phase": "burn", "E/N": float(np.mean(state.energy)) / sum(system.sizes)})
-    # measurement: fresh statistics (PT acceptance and round trips count only this phase)
-    acc = init_accumulators(system, num_t, num_r, config.num_bins)
+    # measurement: fresh statistics (PT acceptance and round trips count only this phase); the
+    # energy moments are taken about the mean energy at the end of burn-in (no cancellation)
+    acc = init_accumulators(system, num_t, num_r, config.num_bins,
+                            energy_shift=jnp.mean(state.energy.astype(jnp.float32), -1))
     rows = {"energy": [], "qbar": [], "qbar_layer": []}
     for state, acc, rows in run(state, acc, config.num_measurements, betas):
         report({"phase": "measure", "Qbar_lowest_T": float(rows["qbar"][-1][:, int(np.argmin(temps))].mean())})
     seconds = time.perf_counter() - t_start
-    acc_np = jax.tree_util.tree_map(np.asarray, acc)
+    acc_np = SamplerTotals.from_sums(acc)
     series = {k: np.concatenate(v, 0) for k, v in rows.items()}
     return SamplerOutput(temps, config, acc_np, series, state, seconds, t_compile)
 
 
-__all__ = ["ChainState", "SamplerConfig", "SamplerOutput", "advance", "init_accumulators", "init_state",
+__all__ = ["ChainState", "RunningSums", "SamplerConfig", "SamplerOutput", "SamplerTotals", "advance",
+           "init_accumulators", "init_state",
            "mc_step", "measure", "sample", "sweep_key"]
