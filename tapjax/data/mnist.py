@@ -100,7 +100,7 @@ def read_idx(path: str, expected_magic: int | None = None) -> np.ndarray:
     except DataError:
         raise
     except (zlib.error, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"{path}: corrupt compressed data ({type(e).__name__}: {e}); "
+        raise DataError(f"{path}: cannot be read: corrupt compressed data ({type(e).__name__}: {e}); "
                         "re-download the file") from e
     except (OSError, ValueError, OverflowError, MemoryError, struct.error) as e:
         raise DataError(f"{path}: cannot be read as IDX ({type(e).__name__}: {e}); "
