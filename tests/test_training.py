@@ -136,3 +136,27 @@ def test_config_roundtrip(tmp_path, data):
     train(cfg, data.subset(128, 32), str(tmp_path), progress=False)
     with open(tmp_path / "config.json") as f:
         assert TrainConfig.from_dict(json.load(f)) == cfg
+
+
+def test_one_vs_rest_closed_form():
+    import jax.numpy as jnp
+    from tapjax.losses import LOSSES, mean_loss, one_vs_rest_squared_hinge, per_sample_loss
+    assert LOSSES == ("weston_watkins", "one_vs_rest")
+    # K=3, margin 10, label 0, scores (12, 1, -3): t = (+1, -1, -1)
+    # max(0, 10-12)^2 + max(0, 10+1)^2 + max(0, 10-3)^2 = 0 + 121 + 49 = 170
+    s = jnp.array([[12.0, 1.0, -3.0]])
+    np.testing.assert_allclose(one_vs_rest_squared_hinge(s, jnp.array([0])), [170.0], rtol=1e-6)
+    # all-zero scores: every one of the K binary SVMs violates by the margin: K * margin^2
+    np.testing.assert_allclose(one_vs_rest_squared_hinge(jnp.zeros((1, 4)), jnp.array([2])), [400.0])
+    # Tang's unit margin: l_Delta(s) = Delta^2 l_1(s / Delta)
+    rng = np.random.default_rng(1)
+    s = jnp.asarray(rng.normal(0, 8, (7, 5)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 5, 7))
+    np.testing.assert_allclose(one_vs_rest_squared_hinge(s, y, 10.0),
+                               100.0 * one_vs_rest_squared_hinge(s / 10.0, y, 1.0), rtol=1e-5)
+    # gradient at the hand example: d/ds_j (10 + s_j)^2 = 2 (10 + s_j) for the wrong classes
+    g = jax.grad(lambda s: one_vs_rest_squared_hinge(s, jnp.array([0]))[0])(jnp.array([[12.0, 1.0, -3.0]]))
+    np.testing.assert_allclose(np.asarray(g[0]), [0.0, 22.0, 14.0], rtol=1e-6)
+    np.testing.assert_allclose(mean_loss(jnp.zeros((2, 4)), jnp.array([0, 1]), 10.0, "one_vs_rest"), 400.0)
+    with pytest.raises(ValueError, match="loss='crammer'"):
+        per_sample_loss("crammer")
