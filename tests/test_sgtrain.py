@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import sgtrain_compare as compare
 from tapjax import sgtrain as sg
-from tapjax.sgtrain import compare
 
 _X64_AT_IMPORT = bool(jax.config.jax_enable_x64)
 
@@ -290,6 +290,26 @@ def test_network_errors_name_the_argument():
 
 class _FakeData:
     y_train = np.zeros(5, np.int32)
+
+
+def test_deprecated_compare_path_still_resolves():
+    """``tapjax.sgtrain.compare`` moved to experiments/; the old names warn and are the same objects."""
+    import importlib
+    old = importlib.import_module("tapjax.sgtrain.compare")
+    for name in ("Task", "Setup", "run_setup", "summarize", "markdown_table", "METHODS"):
+        with pytest.warns(DeprecationWarning, match=f"experiments.sgtrain_compare.{name}"):
+            assert getattr(old, name) is getattr(compare, name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        old.nope  # pylint: disable=pointless-statement
+
+
+def test_check_weights_is_public_and_names_w():
+    from tapjax.sgtrain import hamiltonian
+    ham = sg.dense_hamiltonian(np.ones((4, 3)), np.ones((4, 2)))
+    hamiltonian.check_weights(ham, jnp.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"W: expected weights of shape \(N, M\) = \(2, 3\)"):
+        hamiltonian.check_weights(ham, jnp.zeros((3, 2)))
+    assert hamiltonian._check_weights is hamiltonian.check_weights   # old private name kept
 
 
 def test_x64_does_not_leak():

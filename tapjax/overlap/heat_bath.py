@@ -36,7 +36,7 @@ import numpy as np
 from tapjax.spin_model import LayeredCouplings, couplings as _couplings
 
 
-@jax.tree_util.register_pytree_node_class
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class SpinSystem:
     r"""A layered spin model to sample: couplings, optional fields, optional clamped input.
@@ -59,13 +59,6 @@ class SpinSystem:
     clamp: jax.Array | None = None
     clamp_on: jax.Array | None = None
 
-    def tree_flatten(self):
-        return (self.couplings, self.fields, self.clamp, self.clamp_on), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        del aux
-        return cls(*children)
 
     @property
     def num_layers(self) -> int:

@@ -12,7 +12,8 @@ quadratic Hamiltonians, :math:`D(\omega) = \sum_i [S_i^\top J S_i + h_i^\top S_i
 * :mod:`~tapjax.sgtrain.langevin` — annealed Langevin dynamics of continuous spins.
 * :mod:`~tapjax.sgtrain.exact` — the exact quadratic minimiser as a minimiser object.
 * :mod:`~tapjax.sgtrain.networks` — one- and two-layer training loops and the backprop baseline.
-* :mod:`~tapjax.sgtrain.compare` — data sets and the annealing / backprop / exact comparison.
+* ``experiments/sgtrain_compare.py`` — data sets and the annealing / backprop / exact comparison
+  (formerly ``tapjax.sgtrain.compare``, a deprecated alias now).
 """
 
 from tapjax.sgtrain.activations import Identity, LeakyReLU, Tanh

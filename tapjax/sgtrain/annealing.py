@@ -32,7 +32,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from tapjax.sgtrain.hamiltonian import LayerHamiltonian, _check_weights
+from tapjax.sgtrain.hamiltonian import LayerHamiltonian, check_weights
 
 
 def geometric(start: float, end: float, frac: jax.Array) -> jax.Array:
@@ -94,7 +94,7 @@ def anneal_window(ham: LayerHamiltonian, W0: jax.Array, key: jax.Array, *, windo
     Returns:
       (N, M) decoded weights.
     """
-    _check_weights(ham, W0)
+    check_weights(ham, W0)
     if not 1 <= n_bits <= 24:
         raise ValueError(f"n_bits: must be in [1, 24], got {n_bits}")
     if sweeps < 1:

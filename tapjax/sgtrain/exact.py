@@ -6,7 +6,7 @@ import dataclasses
 
 import jax
 
-from tapjax.sgtrain.hamiltonian import LayerHamiltonian, _check_weights, ground_state
+from tapjax.sgtrain.hamiltonian import LayerHamiltonian, check_weights, ground_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,5 +28,5 @@ class ExactSolve:
 
     def step(self, ham: LayerHamiltonian, W: jax.Array, key: jax.Array, frac) -> jax.Array:
         del key, frac
-        _check_weights(ham, W)
+        check_weights(ham, W)
         return ground_state(ham, self.ridge, self.rcond).astype(W.dtype)

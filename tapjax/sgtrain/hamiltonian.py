@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from tapjax.sgtrain.activations import Activation, Identity
 
 
-@jax.tree_util.register_pytree_node_class
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class LayerHamiltonian:
     """Couplings, fields and offsets of the N per-unit Hamiltonians of one layer (a pytree).
@@ -49,13 +49,6 @@ class LayerHamiltonian:
     h: jax.Array
     E0: jax.Array
 
-    def tree_flatten(self):
-        return (self.J, self.h, self.E0), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        del aux
-        return cls(*children)
 
     @property
     def num_units(self) -> int:
@@ -154,11 +147,18 @@ def conv1d_hamiltonian(x: jax.Array, targets: jax.Array, kernel_size: int,
     return LayerHamiltonian(ham.J * p, ham.h * p, ham.E0 * p)
 
 
-def _check_weights(ham: LayerHamiltonian, W) -> None:
+def check_weights(ham: LayerHamiltonian, W) -> None:
+    """Raises ``ValueError`` naming ``W`` unless its shape is (N, M) of the Hamiltonian ``ham``.
+
+    Every minimiser (annealing, Langevin, exact) checks its start weights with this.
+    """
     expected = (ham.num_units, ham.num_spins)
     if jnp.shape(W) != expected:
         raise ValueError(f"W: expected weights of shape (N, M) = {expected} to match the "
                          f"Hamiltonian, got {jnp.shape(W)}")
+
+
+_check_weights = check_weights   # the former private name (kept for old imports)
 
 
 def energy(ham: LayerHamiltonian, W: jax.Array) -> jax.Array:
@@ -171,7 +171,7 @@ def energy(ham: LayerHamiltonian, W: jax.Array) -> jax.Array:
     Returns:
       (N,) energies; their sum is the layer loss D.
     """
-    _check_weights(ham, W)
+    check_weights(ham, W)
     return jnp.einsum("im,mn,in->i", W, ham.J, W) + jnp.sum(ham.h * W, -1) + ham.E0
 
 

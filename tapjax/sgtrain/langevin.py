@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from tapjax.sgtrain.annealing import geometric
-from tapjax.sgtrain.hamiltonian import LayerHamiltonian, _check_weights
+from tapjax.sgtrain.hamiltonian import LayerHamiltonian, check_weights
 
 
 def largest_eigenvalue(J: jax.Array, iters: int = 100) -> jax.Array:
@@ -50,7 +50,7 @@ def _langevin_unit(h, s0, noise, J, eta, temperature):
 def langevin(ham: LayerHamiltonian, W0: jax.Array, key: jax.Array, *, temperature,
              steps: int, step_scale: float = 1.0) -> jax.Array:
     """``steps`` Langevin steps at fixed temperature from ``W0`` (N, M); returns (N, M)."""
-    _check_weights(ham, W0)
+    check_weights(ham, W0)
     if steps < 1:
         raise ValueError(f"steps: must be >= 1, got {steps}")
     if not 0 < step_scale < 2:

@@ -90,7 +90,12 @@ def _fracs(epochs: int, dtype) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "minimizer", "epochs"))
-def _fit_one_layer(W0, x, y, key, *, activation, minimizer, epochs):
+def fit_one_layer_jit(W0, x, y, key, *, activation, minimizer, epochs):
+    """The jitted core of :func:`fit_one_layer`, without its eager input checks.
+
+    For ahead-of-time use (``fit_one_layer_jit.lower(W0, x, y, key, **static).compile()``, one
+    compilation reused over seeds); call :func:`fit_one_layer` otherwise.
+    """
     xb = with_bias(x)
     ham = dense_hamiltonian(xb, y, activation)
 
@@ -126,7 +131,7 @@ def fit_one_layer(W0: jax.Array, x: jax.Array, y: jax.Array, key: jax.Array, *,
     activation.check_targets(y, "y")
     if epochs < 1:
         raise ValueError(f"epochs: must be >= 1, got {epochs}")
-    return _fit_one_layer(W0, x, y, key, activation=activation, minimizer=minimizer, epochs=epochs)
+    return fit_one_layer_jit(W0, x, y, key, activation=activation, minimizer=minimizer, epochs=epochs)
 
 
 def _hidden_targets(W2, t_out, tau, mode):
@@ -138,7 +143,8 @@ def _hidden_targets(W2, t_out, tau, mode):
 
 
 @functools.partial(jax.jit, static_argnames=("activations", "minimizer", "steps", "hidden_targets"))
-def _fit_two_layer(params0, x, y, key, *, activations, minimizer, steps, hidden_targets):
+def fit_two_layer_jit(params0, x, y, key, *, activations, minimizer, steps, hidden_targets):
+    """The jitted core of :func:`fit_two_layer`, without its eager input checks (for AOT lowering)."""
     f1, f2 = activations
     xb = with_bias(x)
     t_out = f2.inverse(y)
@@ -193,12 +199,13 @@ def fit_two_layer(params0: Params, x: jax.Array, y: jax.Array, key: jax.Array, *
         raise ValueError(f"hidden_targets: must be 'pinv' or 'minimal_change', got {hidden_targets!r}")
     if steps < 1:
         raise ValueError(f"steps: must be >= 1, got {steps}")
-    return _fit_two_layer(tuple(params0), x, y, key, activations=tuple(activations),
+    return fit_two_layer_jit(tuple(params0), x, y, key, activations=tuple(activations),
                           minimizer=minimizer, steps=steps, hidden_targets=hidden_targets)
 
 
 @functools.partial(jax.jit, static_argnames=("activations", "optimizer", "learning_rate", "steps"))
-def _fit_backprop(params0, x, y, *, activations, optimizer, learning_rate, steps):
+def fit_backprop_jit(params0, x, y, *, activations, optimizer, learning_rate, steps):
+    """The jitted core of :func:`fit_backprop`, without its eager input checks (for AOT lowering)."""
     opt = {"adam": optax.adam, "sgd": optax.sgd}[optimizer](learning_rate)
     loss_fn = functools.partial(mse, x=x, y=y, activations=activations)
 
@@ -227,5 +234,5 @@ def fit_backprop(params0: Params, x: jax.Array, y: jax.Array, *,
         raise ValueError(f"learning_rate: must be > 0, got {learning_rate}")
     if steps < 1:
         raise ValueError(f"steps: must be >= 1, got {steps}")
-    return _fit_backprop(tuple(params0), x, y, activations=tuple(activations), optimizer=optimizer,
+    return fit_backprop_jit(tuple(params0), x, y, activations=tuple(activations), optimizer=optimizer,
                          learning_rate=float(learning_rate), steps=steps)
