@@ -801,7 +801,9 @@ def _assemble(snap: _Snapshot, input_shape, conv_opts, max_bytes):
         if blocks and blocks[-1].shape[1] != w.shape[0]:
             prev = snap.layers[i - 1]
             n_out, n_in = blocks[-1].shape[1], w.shape[0]
-            if L.kind == "dense" and w.shape[1] == n_out:
+            flipped = (L.kind == "dense" and prev.kind == "dense"
+                       and blocks[-1].shape[0] == w.shape[1])
+            if L.kind == "dense" and (w.shape[1] == n_out or flipped):
                 cause = (f"the weights look transposed: this source's rule is {L.layout} "
                          f"({L.why}); if the file was written with the other convention pass "
                          f"layout={'in_out' if L.layout == 'out_in' else 'out_in'!r}")
