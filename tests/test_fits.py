@@ -1,5 +1,7 @@
 """Power-law fits and break detection (tapjax.fits) on synthetic data with known answers."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,78 @@ def test_student_t_cdf_is_a_cdf():
     c = np.array([fits.student_t_cdf(x, 4) for x in xs])
     assert np.all(np.diff(c) > 0) and c[0] > 0 and c[-1] < 1
     np.testing.assert_allclose(c + c[::-1], 1.0, atol=1e-12)
+
+
+def _betainc_continued_fraction(a, b, x):
+    """The hand-written regularized incomplete beta tapjax.fits used before scipy (modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _betainc_continued_fraction(b, a, 1.0 - x)
+    lbeta = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    front = math.exp(lbeta + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    f, c, d = 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-14:
+            break
+    return front * (f - 1.0)
+
+
+def _old_t_cdf(x, dof):
+    tail = 0.5 * _betainc_continued_fraction(0.5 * dof, 0.5, dof / (dof + x * x))
+    return 1.0 - tail if x >= 0 else tail
+
+
+def _old_t_quantile(p, dof):
+    if p < 0.5:
+        return -_old_t_quantile(1.0 - p, dof)
+    lo, hi = 0.0, 1.0
+    while _old_t_cdf(hi, dof) < p:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _old_t_cdf(mid, dof) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+@pytest.mark.parametrize("dof", [1, 2, 3, 5, 7.5, 10, 28, 60, 200])
+def test_student_t_from_scipy_equals_the_former_continued_fraction(dof):
+    """scipy.special replaces the hand-written Student t with the same numbers (to 1e-10)."""
+    xs = np.linspace(-8.0, 8.0, 81)
+    np.testing.assert_allclose([fits.student_t_cdf(x, dof) for x in xs],
+                               [_old_t_cdf(x, dof) for x in xs], rtol=0, atol=1e-10)
+    for p in (0.005, 0.025, 0.05, 0.3, 0.5, 0.8, 0.95, 0.975, 0.995):
+        np.testing.assert_allclose(fits.student_t_quantile(p, dof), _old_t_quantile(p, dof),
+                                   rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="p=1.5"):
+        fits.student_t_quantile(1.5, dof)
+    with pytest.raises(ValueError, match="dof=0"):
+        fits.student_t_quantile(0.5, 0)
+
+
+def test_broken_power_law_fit_alias_is_deprecated():
+    with pytest.warns(DeprecationWarning, match="PiecewisePowerLawFit"):
+        assert fits.BrokenPowerLawFit is fits.PiecewisePowerLawFit
 
 
 def test_single_power_law_exact():
