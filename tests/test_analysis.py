@@ -113,3 +113,135 @@ def test_batch_critical_betas_matches_per_run_search(history):
         assert np.all(np.diff(o["T_c"]) > 0)  # the growing spike raises T_c
     # couplings scaled by 0.9 map M(β) to M(0.9 β): the untrained β* scales by 1/0.9 (grid-limited)
     assert out[1]["beta_c"][0] == pytest.approx(out[0]["beta_c"][0] / 0.9, rel=0.05)
+
+
+# --------------------------------------------------------------------------- tapjax.analyze
+def _history64(scales=(1.0, 1.0, 1.0, 1.0), t=(0.0, 0.5, 1.0, 2.0), spikes=(0.0, 2.0, 3.0, 4.0)):
+    """A float64 series: a random 30-20-20-10 net, growing spikes, optional overall scales."""
+    import jax
+    from conftest import spiked
+    from tapjax.checkpoints import RunHistory
+    from tapjax.spin_model import random_couplings
+    c0 = random_couplings(jax.random.PRNGKey(2), (30, 20, 20, 10), dtype=jnp.float64)
+    cs = [c0 if s == 0 else spiked(c0, s) for s in spikes]
+    ws = tuple(np.stack([np.asarray(c.weights[k]) * f for c, f in zip(cs, scales)]) for k in range(3))
+    T = len(t)
+    return RunHistory(t=np.asarray(t, float), step=np.arange(T), train_loss=np.ones(T),
+                      val_error=np.linspace(0.9, 0.1, T), weights=ws, config={}, paths=(),
+                      layer_names=("fc1", "fc2", "fc3"), info={"format": "test arrays"})
+
+
+def test_analyze_batched_equals_per_checkpoint_loop(x64):
+    from tapjax import recurrence
+    from tapjax.reference import Reference
+    h = _history64()
+    ref = Reference(kind="init", backend="dense")
+    a = analysis.analyze(h, ref, dtype=jnp.float64, batch_size=3, progress=False, rtol=1e-6)
+    b = analysis.analyze(h, ref, dtype=jnp.float64, batch_size=1, progress=False, rtol=1e-6)
+    r = a.reference
+    assert a.info["reference"] == "init" and a.crossing[0] == "reference"
+    assert a.beta_c[0] == r["beta_star"] and a.threshold == r["threshold"]
+    np.testing.assert_array_equal(a.beta_c, b.beta_c)
+    for i in range(1, len(h)):
+        c = couplings(h.weights_at(i), dtype=jnp.float64)
+        bc = recurrence.critical_beta(c, r["threshold"], r["beta_range"], rtol=1e-6, hint=r["beta_star"])
+        assert a.beta_c[i] == pytest.approx(bc, rel=1e-9)
+        assert a.crossing[i] == "yes"
+        ev = np.linalg.eigvalsh(np.asarray(tap.tap_matrix(c, a.beta_c[i])))
+        assert ev[0] == pytest.approx(r["threshold"], abs=1e-4)      # λ_min reaches λ* at β_c
+        g = np.diff(ev)
+        assert a.level_spacing[i] == pytest.approx(g[0] / np.median(g), rel=1e-6)
+        J = np.asarray(analysis.spectra.bond_spectrum(c))
+        assert a.lambda_max_J[i] == pytest.approx(J[-1], rel=1e-8)
+        assert a.lambda_min_R[i] == pytest.approx(float(analysis.spectra.lambda_min_r(c)), rel=1e-12)
+    assert np.all(np.diff(a.T_c) > 0)
+
+
+def test_layer_table_against_numpy(x64):
+    h = _history64()
+    a = analysis.analyze(h, "msk", dtype=jnp.float64, progress=False, level_spacing=False)
+    L = a.layers
+    assert L.names == ("input", "fc1", "fc2", "fc3")
+    np.testing.assert_array_equal(L.shapes, [[0, 30], [30, 20], [20, 20], [20, 10]])
+    for i in range(len(h)):
+        ws = h.weights_at(i)
+        J = np.zeros((80, 80))
+        off = np.cumsum([0, 30, 20, 20, 10])
+        for k, w in enumerate(ws):
+            J[off[k]:off[k + 1], off[k + 1]:off[k + 2]] = w
+        J = J + J.T
+        lam, V = np.linalg.eigh(J)
+        v = V[:, -1]
+        share = [np.sum(v[off[k]:off[k + 1]] ** 2) for k in range(4)]
+        np.testing.assert_allclose(L.top_share[i], share, atol=1e-8)
+        assert np.sum(L.top_share[i]) == pytest.approx(1.0)
+        for k, w in enumerate(ws, start=1):
+            assert L.sigma_max[i, k] == pytest.approx(np.linalg.svd(w, compute_uv=False)[0], rel=1e-10)
+            assert L.frobenius[i, k] == pytest.approx(np.linalg.norm(w), rel=1e-12)
+            assert L.C[i, k] == pytest.approx(w.shape[0] * np.var(w), rel=1e-10)
+        assert np.isnan(L.sigma_max[i, 0])
+    df = a.layers_to_pandas()
+    assert len(df) == 4 * len(h) and list(df["name"][:4]) == ["input", "fc1", "fc2", "fc3"]
+
+
+def test_no_crossing_rows_are_flagged(x64):
+    from tapjax.reference import Reference
+    # snapshot 2: couplings × 0.1 move its λ_min minimum to 10 β*, far beyond β_max
+    h = _history64(scales=(1.0, 1.0, 0.1, 1.0))
+    a = analysis.analyze(h, Reference(kind="init", backend="dense"), dtype=jnp.float64, progress=False)
+    assert a.crossing[2] == "none ≤ β_max"
+    assert np.isnan(a.beta_c[2]) and np.isnan(a.T_c[2]) and np.isnan(a.level_spacing[2])
+    assert a.closest_margin[2] > 0.1 and np.isnan(a.closest_margin[1])
+    assert list(a.crossing[[0, 1, 3]]) == ["reference", "yes", "yes"]
+    df = a.to_pandas()
+    assert df["crossing"].tolist() == list(a.crossing) and np.isnan(df["T_c"][2])
+    assert a.rows()[2]["T_c"] is None and "no crossing" in a.info["errors"]["1.0"]
+    assert "none" in a.summary().splitlines()[4]
+
+
+def test_save_round_trip_pandas(x64, tmp_path):
+    pd = pytest.importorskip("pandas")
+    h = _history64(scales=(1.0, 1.0, 0.1, 1.0))
+    a = analysis.analyze(h, "init", dtype=jnp.float64, progress=False)
+    npz, js = analysis.save_analysis(a, str(tmp_path / "an"))
+    files = analysis.table_paths(str(tmp_path / "an"))
+    df = a.to_pandas()
+    for back in (pd.read_json(files["table_json"]), pd.read_csv(files["csv"])):
+        assert list(back.columns) == list(analysis.TABLE_COLUMNS)
+        for k in ("t", "beta_c", "T_c", "lambda_max_J", "level_spacing", "val_error"):
+            np.testing.assert_allclose(back[k].to_numpy(float), df[k].to_numpy(float), rtol=1e-12)
+        assert back["crossing"].tolist() == df["crossing"].tolist()
+    lay = pd.read_csv(files["layers_csv"])
+    np.testing.assert_allclose(lay["sigma_max"].to_numpy(float), a.layers_to_pandas()["sigma_max"].to_numpy(float))
+    d = analysis.load_analysis(str(tmp_path / "an"))
+    np.testing.assert_array_equal(d["T_c"], a.T_c)
+    assert list(d["crossing"]) == list(a.crossing)
+    assert d["json"]["reference"]["kind"] == "init" and len(d["json"]["rows"]) == len(h)
+    png = a.plot(str(tmp_path / "tc.png"))
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_foreign_series_defaults_to_a_null_model(x64, capsys):
+    import dataclasses as dc
+    h = dc.replace(_history64(), t=np.array([3.0, 4.0, 5.0, 6.0]))
+    a = analysis.analyze(h, dtype=jnp.float64, batch_size=2, progress=True, level_spacing=False)
+    assert a.info["reference"] == "shuffled" and "no t = 0" in a.info["reference_why"]
+    assert a.reference["threshold_spread"] > 0 and "reference" not in set(a.crossing)
+    assert a.info["timings"]["T_c"]["chunks"] == 2
+    err = capsys.readouterr().err
+    assert "T_c" in err and "compile" in err
+    s = a.summary()
+    assert "'shuffled'" in s and len(s.splitlines()) == 2 + len(h)
+
+
+def test_analyze_errors(history):
+    with pytest.raises(ValueError, match="method"):
+        analysis.analyze(history, method="guess", progress=False)
+    with pytest.raises(ValueError, match="reference"):
+        analysis.analyze(history, reference="flat", progress=False)
+    with pytest.raises(ValueError, match="indices"):
+        analysis.analyze(history, indices=[7], progress=False)
+    with pytest.raises(ValueError, match="nothing to draw"):
+        analysis.Analysis(*(np.full(2, np.nan) for _ in range(7)), threshold=0.1,
+                          analytic_beta_c=0.5).plot()
