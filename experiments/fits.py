@@ -26,7 +26,7 @@ from absl import app, flags
 
 from experiments.figures import (COLORS, CONFIG_NAMES, error_curve, load_history, load_results,
                                  log_y_axis, time_axis)
-from tapjax import fits
+from tapjax import fits, pytrees
 from tapjax.checkpoints import atomic_write_json
 
 FLAGS = flags.FLAGS
@@ -171,22 +171,16 @@ def fit_all(analysis_dir: str, runs: dict[str, str], out_dir: str, *, t_min: flo
                         "model": "continuous piecewise line in (log t, log y), 0-2 breaks, selected by BIC",
                         "plateau": "first t after which val error <= 1.1 x median of last 25%"},
            "runs": results}
-    atomic_write_json(os.path.join(out_dir, "fits.json"), _jsonable(doc))
+    atomic_write_json(os.path.join(out_dir, "fits.json"), jsonable(doc))
     return doc
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
+def jsonable(x):
+    """``x`` ready for strict JSON: :func:`tapjax.pytrees.jsonable` with NaN/inf as ``null``."""
+    return pytrees.jsonable(x, nonfinite="null")
+
+
+_jsonable = jsonable   # the former private name (experiments/reproduce.py imports it)
 
 
 def main(argv):

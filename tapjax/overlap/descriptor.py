@@ -35,6 +35,7 @@ from tapjax.overlap.diagnostics import Thresholds, diagnose, report
 from tapjax.overlap.heat_bath import SpinSystem, spin_system
 from tapjax.overlap.observables import binder_parameter, histogram_edges, overlap_floor
 from tapjax.overlap.sampler import SamplerConfig, SamplerOutput, sample
+from tapjax.pytrees import jsonable
 from tapjax.spin_model import LayeredCouplings, bond_matvec
 
 INPUT_LAYER_MODES = ("free", "clamped", "drop")
@@ -276,7 +277,7 @@ class QabResult:
         arrays = {k: getattr(self, k) for k in self._ARRAYS
                   if series or k not in ("energy_series", "qbar_series")}
         atomic_write_npz(prefix + ".npz", arrays)
-        doc = {k: _jsonable(getattr(self, k)) for k in self._SCALARS}
+        doc = {k: jsonable(getattr(self, k)) for k in self._SCALARS}
         doc["table"] = self.table()
         atomic_write_json(prefix + ".json", doc)
         return prefix + ".npz", prefix + ".json"
@@ -298,18 +299,6 @@ class QabResult:
         scalars["layer_sizes"] = tuple(scalars["layer_sizes"])
         scalars["floor_layer"] = tuple(scalars["floor_layer"])
         return cls(**arrays, **scalars)
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
-    return x
 
 
 def summarize(out: SamplerOutput, system: SpinSystem, *, layer_offset: int = 0,
