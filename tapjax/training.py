@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -25,7 +27,8 @@ import optax
 
 from tapjax import checkpoints as ckpt
 from tapjax.data import Dataset
-from tapjax.losses import DEFAULT_MARGIN, mean_loss
+from tapjax.locking import WorkdirLock
+from tapjax.losses import DEFAULT_MARGIN, LOSSES, LossName, mean_loss
 from tapjax.models import MLP, ModelConfig, config_from_dict, init_params, preprocess
 from tapjax.progress import ProgressBar
 
@@ -47,6 +50,10 @@ class TrainConfig:
       first_epoch_levels: checkpoints at t = 2^-j, j = levels..1, inside the first epoch
         (6 → 1/64, 1/32, ..., 1/2), plus t = 0 and t = 1.
       dataset: name of the data the run trains on (informational).
+      loss: ``"weston_watkins"`` (:func:`tapjax.losses.multiclass_squared_hinge`, PyTorch's
+        ``MultiMarginLoss(p=2)``) or ``"one_vs_rest"`` (Tang 2013's L2-SVM,
+        :func:`tapjax.losses.one_vs_rest_squared_hinge`); both use ``margin``. Configs
+        written before this field existed load as ``"weston_watkins"``.
     """
 
     model: ModelConfig = ModelConfig()
@@ -59,8 +66,11 @@ class TrainConfig:
     schedule: str = "log:16"
     first_epoch_levels: int = 6
     dataset: str = "embedded"
+    loss: LossName = "weston_watkins"
 
     def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r}: must be one of {LOSSES}")
         if self.lr <= 0 or not np.isfinite(self.lr):
             raise ValueError(f"lr={self.lr}: must be a positive finite number")
         if self.batch_size < 1:
@@ -74,7 +84,25 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; fields missing in old configs take their defaults."""
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+        if "model" not in d:
+            return TrainConfig(**d)
         return TrainConfig(**{**d, "model": config_from_dict(d["model"])})
+
+
+def config_fingerprint(cfg: TrainConfig) -> str:
+    """Hex SHA-256 (16 digits) of everything that determines the run's trajectory.
+
+    ``epochs`` is left out (a run may be extended); stored in ``state.npz`` so that a state of
+    another run (same shapes, other seed/lr/...) is never resumed.
+    """
+    d = cfg.to_dict()
+    d.pop("epochs")
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _parse_schedule(schedule: str) -> int:
@@ -150,13 +178,13 @@ def make_chunk_fn(cfg: TrainConfig) -> Callable:
     ``x``: preprocessed float inputs ``(n, N_0)``; ``y``: int labels ``(n,)``;
     ``idx``: int32 ``(n_steps, batch)`` mini-batch indices; ``losses``: ``(n_steps,)``.
     The scan body is one SGD-momentum step on the mean hinge loss of the batch
-    (:func:`sgd_scan`). ``params`` and ``opt_state`` are donated.
+    (:func:`sgd_scan`), the loss ``cfg.loss``. ``params`` and ``opt_state`` are donated.
     """
     model = MLP(cfg.model)
     tx = make_optimizer(cfg)
 
     def loss_fn(params, xb, yb):
-        return mean_loss(model.apply({"params": params}, xb), yb, cfg.margin)
+        return mean_loss(model.apply({"params": params}, xb), yb, cfg.margin, cfg.loss)
 
     return jax.jit(functools.partial(sgd_scan, loss_fn, tx), donate_argnums=(0, 1),
                    compiler_options=scan_compiler_options())
@@ -214,41 +242,150 @@ class TrainResult:
     seconds: float
 
 
-def state_arrays(params, opt_state, step, history_len) -> dict[str, np.ndarray]:
-    """Flat ``{name: array}`` of the resumable training state (params, optimizer leaves, step)."""
+def state_arrays(params, opt_state, step, history_len, *, history: list | None = None,
+                 loss_sum: float = 0.0, loss_steps: int = 0,
+                 fingerprint: str | None = None) -> dict[str, np.ndarray]:
+    """Flat ``{name: array}`` of the resumable training state.
+
+    Entries: ``params/<layer>/<name>``, ``opt/<i>`` (optimizer leaves), ``step``,
+    ``history_len``; and, for a resume that is bit-identical in every file: ``loss_sum``
+    (float64 sum of the current epoch's per-chunk ``mean * n_steps`` so far), ``loss_steps``
+    (its step count), ``history`` (the per-epoch rows as JSON, so a lost or damaged
+    ``history.json`` is rebuilt exactly) and ``fingerprint`` (``"<config hash>:<step>"``,
+    :func:`config_fingerprint`).
+    """
     arrays = {f"params/{k}": v for k, v in ckpt.flatten_dict(params).items()}
     for i, leaf in enumerate(jax.tree_util.tree_leaves(opt_state)):
         arrays[f"opt/{i:04d}"] = np.asarray(leaf)
     arrays["step"] = np.asarray(step, np.int64)
     arrays["history_len"] = np.asarray(history_len, np.int64)
+    arrays["loss_sum"] = np.asarray(loss_sum, np.float64)
+    arrays["loss_steps"] = np.asarray(loss_steps, np.int64)
+    if history is not None:
+        arrays["history"] = np.asarray(json.dumps(history, sort_keys=True))
+    if fingerprint is not None:
+        arrays["fingerprint"] = np.asarray(f"{fingerprint}:{int(step)}")
     return arrays
 
 
-def _restore_state(path: str, params_tmpl, opt_tmpl):
+@dataclasses.dataclass
+class ResumeState:
+    """A validated ``state.npz``: where and with what a run resumes."""
+
+    params: Any
+    opt_state: Any
+    step: int
+    history_len: int
+    loss_sum: float | None      # None: a state written before the accumulator was stored
+    loss_steps: int
+    history: list | None        # None: a state written before the history copy was stored
+
+
+_CORRUPT_STATE = ("the file is corrupt (the trainer never saves a non-finite state: it stops on "
+                  "the first non-finite loss). The checkpoints are intact; delete it to restart "
+                  "from step 0, or restore it from a backup")
+
+
+def _restore_state(path: str, params_tmpl, opt_tmpl, cfg: TrainConfig | None = None) -> ResumeState:
+    """Reads and checks ``state.npz`` against the run (``cfg``) and its shapes."""
     z = ckpt.read_npz(path)
     try:
         params = ckpt.unflatten_dict({k[7:]: jnp.asarray(v) for k, v in z.items() if k.startswith("params/")})
         leaves, treedef = jax.tree_util.tree_flatten(opt_tmpl)
         opt_leaves = [jnp.asarray(z[f"opt/{i:04d}"]) for i in range(len(leaves))]
         step, hlen = int(z["step"]), int(z["history_len"])
-    except KeyError as e:
-        raise ckpt.CheckpointError(f"{path}: incomplete training state (missing {e}); delete it to restart") from e
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ckpt.CheckpointError(f"{path}: incomplete training state (missing or malformed {e}); "
+                                   "delete it to restart") from e
     if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(params_tmpl) or any(
             a.shape != b.shape for a, b in zip(jax.tree_util.tree_leaves(params),
                                                jax.tree_util.tree_leaves(params_tmpl))):
         raise ckpt.CheckpointError(f"{path}: parameter shapes do not match the model config")
-    return params, jax.tree_util.tree_unflatten(treedef, opt_leaves), step, hlen
+    if any(a.shape != b.shape for a, b in zip(opt_leaves, leaves)):
+        raise ckpt.CheckpointError(f"{path}: optimizer state shapes do not match the model config")
+    for name, leaf in [*ckpt.flatten_dict(params).items(),
+                       *((f"opt/{i:04d}", v) for i, v in enumerate(opt_leaves))]:
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            raise ckpt.CheckpointError(f"{path}: {name} holds NaN/Inf values: {_CORRUPT_STATE}")
+    if cfg is not None and "fingerprint" in z:
+        fp = str(z["fingerprint"])
+        want = config_fingerprint(cfg)
+        if fp.rsplit(":", 1)[0] != want:
+            raise ckpt.CheckpointError(
+                f"{path}: belongs to another run (config fingerprint {fp.rsplit(':', 1)[0]}, this "
+                f"run's is {want}); move it away or use another --workdir")
+        if fp.rsplit(":", 1)[-1] != str(step):
+            raise ckpt.CheckpointError(f"{path}: fingerprint says step {fp.rsplit(':', 1)[-1]} but the "
+                                       f"state says step {step}: {_CORRUPT_STATE}")
+    elif cfg is not None:
+        print(f"note: {path}: written by an older tapjax without a run fingerprint; cannot verify "
+              "that it belongs to this run", file=sys.stderr)
+    if step < 0 or hlen < 0 or hlen > step:
+        raise ckpt.CheckpointError(f"{path}: step {step} / history_len {hlen} are impossible: "
+                                   f"{_CORRUPT_STATE}")
+    loss_sum = float(z["loss_sum"]) if "loss_sum" in z else None
+    loss_steps = int(z["loss_steps"]) if "loss_steps" in z else 0
+    if loss_sum is not None and not np.isfinite(loss_sum):
+        raise ckpt.CheckpointError(f"{path}: loss_sum is not finite: {_CORRUPT_STATE}")
+    history = None
+    if "history" in z:
+        try:
+            history = json.loads(str(z["history"]))
+        except ValueError as e:
+            raise ckpt.CheckpointError(f"{path}: damaged history copy ({e}): {_CORRUPT_STATE}") from e
+        if not isinstance(history, list) or len(history) != hlen:
+            raise ckpt.CheckpointError(f"{path}: history copy has the wrong length: {_CORRUPT_STATE}")
+    return ResumeState(params, jax.tree_util.tree_unflatten(treedef, opt_leaves), step, hlen,
+                       loss_sum, loss_steps, history)
+
+
+def _resume_history(hist_path: str, state_path: str, rs: ResumeState) -> list:
+    """The history rows to resume with (``rs.history_len`` of them), checked against ``history.json``.
+
+    With the state's own copy of the history, a missing, damaged or diverging ``history.json``
+    is rewritten from it (with a note). Without one (older states) it must be readable.
+    """
+    on_disk, problem = None, None
+    if os.path.exists(hist_path):
+        try:
+            with open(hist_path) as f:
+                on_disk = json.load(f)
+            if not isinstance(on_disk, list):
+                problem = "is not a JSON list"
+        except (OSError, ValueError) as e:
+            problem = f"is corrupt ({e})"
+    else:
+        problem = "is missing"
+    if problem is None and len(on_disk) < rs.history_len:
+        problem = f"holds {len(on_disk)} rows but the state at step {rs.step} has {rs.history_len}"
+    if rs.history is not None:
+        if problem is None and on_disk[:rs.history_len] != rs.history:
+            problem = "differs from the state's copy"
+        if problem is not None:
+            print(f"note: {hist_path} {problem}; rewritten from the copy in {state_path}",
+                  file=sys.stderr)
+            ckpt.atomic_write_json(hist_path, rs.history)
+        return list(rs.history)
+    if problem is not None and rs.history_len > 0:
+        raise ckpt.CheckpointError(
+            f"{hist_path} {problem}; {state_path} (written by an older tapjax, without a copy of "
+            "the history) cannot rebuild it. The checkpoints and the training state are intact: "
+            "restore history.json from a backup, or train the run again in a new --workdir")
+    return [] if on_disk is None or problem is not None else on_disk[:rs.history_len]
 
 
 def _check_same_run(workdir: str, cfg: TrainConfig) -> None:
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        try:
+    try:
+        with open(path) as f:
             old = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ckpt.CheckpointError(f"{path}: corrupt run config ({e})") from e
+        old = json.loads(json.dumps(TrainConfig.from_dict(old).to_dict()))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ckpt.CheckpointError(f"{path}: corrupt run config ({e}); the checkpoints are intact: "
+                                   "restore config.json from a checkpoint's __meta__['config'] or "
+                                   "use another --workdir") from e
     new = cfg.to_dict()
     diffs = [k for k in new if k not in ("epochs",) and old.get(k) != json.loads(json.dumps(new[k]))]
     if diffs:
@@ -258,20 +395,49 @@ def _check_same_run(workdir: str, cfg: TrainConfig) -> None:
             "(only --epochs may change when resuming)")
 
 
+# Files the trainer writes atomically (their ``.tmp-*`` leftovers are cleaned on start).
+RUN_FILES = ("config.json", "history.json", "state.npz")
+
+
+def clean_stale_files(workdir: str, before: float) -> list[str]:
+    """Removes ``.tmp-*`` files of the trainer's own files older than ``before`` (a killed writer's)."""
+    removed = ckpt.clean_stale_tmp(workdir, RUN_FILES, before)
+    removed += ckpt.clean_stale_tmp(os.path.join(workdir, "checkpoints"), ("ckpt_*.npz",), before)
+    if removed:
+        print(f"note: removed {len(removed)} temporary file(s) left by an interrupted run: "
+              f"{', '.join(os.path.basename(p) for p in removed)}", file=sys.stderr)
+    return removed
+
+
 def train(cfg: TrainConfig, data: Dataset, workdir: str, *, progress: bool = True,
           resume: bool = True, stop_after_step: int | None = None) -> TrainResult:
     """Trains the MLP of ``cfg`` on ``data``, writing checkpoints to ``workdir``.
 
-    Resumes from ``workdir/state.npz`` when present (same config required; ``epochs`` may
-    grow). ``stop_after_step`` stops early after the first chunk ending at or past that step
-    (used to test interruption); the state on disk is then exactly that of a killed run.
+    Resumes from ``workdir/state.npz`` when present (same config required, checked by a
+    fingerprint in the state; ``epochs`` may grow); a resumed run writes the same weights,
+    state and ``history.json`` bit for bit as an uninterrupted one, wherever it was killed
+    (the partial-epoch loss sum is part of the state). The run holds ``workdir``'s lock
+    (:class:`tapjax.locking.WorkdirLock`) throughout: a second writer is refused. On start,
+    temporary files left by a killed writer are removed. ``stop_after_step`` stops early
+    after the first chunk ending at or past that step (used to test interruption); the state
+    on disk is then exactly that of a killed run.
 
     Returns:
       :class:`TrainResult` with the final params and the per-epoch history.
+
+    Raises:
+      CheckpointError: another live writer holds ``workdir``, a different run's files are
+        there, or a file is corrupt or cannot be written (the message names it).
     """
-    n = data.x_train.shape[0]
     spe = steps_per_epoch(cfg, data)
-    os.makedirs(workdir, exist_ok=True)
+    with WorkdirLock(workdir) as lock:
+        clean_stale_files(workdir, lock.acquired_at)
+        return _train_locked(cfg, data, workdir, spe, progress=progress, resume=resume,
+                             stop_after_step=stop_after_step)
+
+
+def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step) -> TrainResult:
+    n = data.x_train.shape[0]
     _check_same_run(workdir, cfg)
     ckpt.atomic_write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
 
@@ -282,11 +448,24 @@ def train(cfg: TrainConfig, data: Dataset, workdir: str, *, progress: bool = Tru
     step, history = 0, []
     state_path = os.path.join(workdir, "state.npz")
     hist_path = os.path.join(workdir, "history.json")
+    total = cfg.epochs * spe
+    ck_steps = checkpoint_steps(cfg, spe)
+    fingerprint = config_fingerprint(cfg)
+    # running sum of the current epoch's per-chunk ``mean * n_steps`` (float64, left to right)
+    loss_sum, loss_steps, loss_note = 0.0, 0, None
     if resume and os.path.exists(state_path):
-        params, opt_state, step, hlen = _restore_state(state_path, params, opt_state)
-        if os.path.exists(hist_path):
-            with open(hist_path) as f:
-                history = json.load(f)[:hlen]
+        rs = _restore_state(state_path, params, opt_state, cfg)
+        params, opt_state, step = rs.params, rs.opt_state, rs.step
+        history = _resume_history(hist_path, state_path, rs)
+        if rs.loss_sum is not None:
+            loss_sum, loss_steps = rs.loss_sum, rs.loss_steps
+        elif step % spe:
+            loss_note = (f"mean over steps {step}..{(step // spe + 1) * spe} only: resumed inside the "
+                         "epoch from a state written by an older tapjax (no loss accumulator)")
+            print(f"note: {state_path}: {loss_note}", file=sys.stderr)
+        if rs.loss_sum is not None and loss_steps != step % spe:
+            raise ckpt.CheckpointError(f"{state_path}: loss accumulator covers {loss_steps} steps but "
+                                       f"the state is {step % spe} steps into its epoch: {_CORRUPT_STATE}")
 
     x_tr = preprocess(jnp.asarray(data.x_train), cfg.model.kind)
     y_tr = jnp.asarray(data.y_train)
@@ -295,8 +474,6 @@ def train(cfg: TrainConfig, data: Dataset, workdir: str, *, progress: bool = Tru
     chunk_fn, wrong_fn = make_chunk_fn(cfg), make_error_fn(cfg)
     meta_base = {"config": cfg.to_dict(), "dataset": data.name, "steps_per_epoch": spe}
 
-    total = cfg.epochs * spe
-    ck_steps = checkpoint_steps(cfg, spe)
     bounds = sorted(set(ck_steps) | set(range(0, total + 1, spe)))
     val_err = _validation_error(wrong_fn, params, x_va, y_va)
     if step == 0:
@@ -305,7 +482,6 @@ def train(cfg: TrainConfig, data: Dataset, workdir: str, *, progress: bool = Tru
     bar = ProgressBar(cfg.epochs, f"train {cfg.model.kind} lr={cfg.lr:g}", enabled=progress,
                       start=step / spe)
     t0 = time.monotonic()
-    epoch_losses: list[float] = []
     perm_epoch, idx = -1, None
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         if hi <= step:
@@ -321,20 +497,26 @@ def train(cfg: TrainConfig, data: Dataset, workdir: str, *, progress: bool = Tru
             raise FloatingPointError(f"training diverged (non-finite loss) between steps {lo} and {hi}; "
                                      f"lower --lr (now {cfg.lr})")
         step = hi
-        epoch_losses.append(float(losses.mean()) * len(losses))
+        loss_sum += float(losses.mean()) * len(losses)
+        loss_steps += len(losses)
         val_err = _validation_error(wrong_fn, params, x_va, y_va)
         loss_mean = float(losses.mean())
         if hi % spe == 0:
-            history.append({"epoch": hi // spe, "step": hi, "t": hi / spe, "val_error": val_err,
-                            "train_loss": sum(epoch_losses) / spe})
-            epoch_losses = []
+            row = {"epoch": hi // spe, "step": hi, "t": hi / spe, "val_error": val_err,
+                   "train_loss": loss_sum / spe if loss_note is None else loss_sum / loss_steps}
+            if loss_note is not None:
+                row["train_loss_note"] = loss_note
+            history.append(row)
+            loss_sum, loss_steps, loss_note = 0.0, 0, None
             ckpt.atomic_write_json(hist_path, history)
         if hi in ck_steps:
             ckpt.save_checkpoint(workdir, params, {**meta_base, "step": hi, "t": hi / spe,
                                                    "epoch": hi // spe, "train_loss": loss_mean,
                                                    "val_error": val_err})
         if hi in ck_steps or hi % spe == 0:
-            ckpt.atomic_write_npz(state_path, state_arrays(params, opt_state, step, len(history)))
+            ckpt.atomic_write_npz(state_path, state_arrays(
+                params, opt_state, step, len(history), history=history, loss_sum=loss_sum,
+                loss_steps=loss_steps, fingerprint=fingerprint))
         bar.set(hi / spe, loss=loss_mean, val_err=val_err)
         if stop_after_step is not None and hi >= stop_after_step:
             break
