@@ -16,6 +16,10 @@ negative eigenvalues of :math:`A` is the sum of those of the :math:`D_k`.
 *negative* definite when :math:`I - M` is positive definite. We use :math:`D_k` (positive
 definite in the paramagnet) throughout.
 
+**Scale.** Every entry point evaluates the recurrence on ``c / s`` at ``s β`` with the power of
+two s = :func:`~tapjax.spin_model.coupling_scale` (the same matrix, eqs. 23–25), so huge or tiny
+weights do not overflow :math:`\beta^2 r`; in the normal range this is bit-identical.
+
 Cost: the first pivot is diagonal; each further step is one Cholesky (or ``eigh`` for the
 inertia) of an :math:`N_{k-1} \times N_{k-1}` block and a matrix product, so the work grows like
 :math:`L \cdot n^3`, not :math:`(L n)^3`. Runs of equal square blocks go through one
@@ -24,6 +28,7 @@ inertia) of an :math:`N_{k-1} \times N_{k-1}` block and a matrix product, so the
 
 from __future__ import annotations
 
+import enum
 import functools
 from typing import NamedTuple
 
@@ -31,9 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-from tapjax.spin_model import LayeredCouplings, row_square_sums
-from tapjax.tap import NoCrossingError
+from tapjax import linalg
+from tapjax.errors import ConvergenceError, CouplingsError, NoCrossingError  # noqa: F401
+from tapjax.linalg import RootMethod
+from tapjax.spin_model import LayeredCouplings, as_couplings, coupling_scale, row_square_sums
+from tapjax.tap import check_couplings, normalized
 
 
 class RecurrenceResult(NamedTuple):
@@ -142,49 +149,65 @@ def last_pivot_margin(c: LayeredCouplings, beta, shift=0.0) -> jax.Array:
     pivots) lose definiteness only at or after the full matrix, so NaN marks β past the crossing.
     Cost: one PD test plus an ``eigvalsh`` of the ``N_L × N_L`` last pivot.
     """
+    c, beta = normalized(as_couplings(c), beta)
+    return _last_pivot_margin(c, beta, shift)
+
+
+def _last_pivot_margin(c, beta, shift):
     D, _, bad = _eliminate(c, beta, shift, "cholesky")
     return jnp.where(bad == 0, jnp.linalg.eigvalsh(D)[0], jnp.nan)
 
 
-@functools.partial(jax.jit, static_argnames=())
+def _normalized_recurrence(c, beta, shift, mode) -> RecurrenceResult:
+    c, beta = normalized(as_couplings(c), beta)
+    return _recurrence(c, beta, shift, mode)
+
+
+@jax.jit
 def positive_definite(c: LayeredCouplings, beta, shift=0.0) -> jax.Array:
     """Whether ``(1 − shift) I − M(β)`` is positive definite (Cholesky on each pivot).
 
     Equivalently: λ_min(I − M(β)) > ``shift``. ``logdet`` of the same call is available via
     :func:`logdet`.
     """
-    return _recurrence(c, beta, shift, "cholesky").positive_definite
+    return _normalized_recurrence(c, beta, shift, "cholesky").positive_definite
 
 
 @jax.jit
 def logdet(c: LayeredCouplings, beta, shift=0.0) -> jax.Array:
     """log|det((1 − shift) I − M(β))| by eq. 27 (eigh pivots: valid for indefinite matrices)."""
-    return _recurrence(c, beta, shift, "inertia").logdet
+    return _normalized_recurrence(c, beta, shift, "inertia").logdet
 
 
 @jax.jit
 def inertia(c: LayeredCouplings, beta, shift=0.0) -> jax.Array:
     """Number of eigenvalues of ``I − M(β)`` below ``shift`` (Sylvester's law on the pivots)."""
-    return _recurrence(c, beta, shift, "inertia").num_negative
+    return _normalized_recurrence(c, beta, shift, "inertia").num_negative
 
 
 @jax.jit
 def recurrence(c: LayeredCouplings, beta, shift=0.0) -> RecurrenceResult:
     """Full :class:`RecurrenceResult` (logdet, inertia, PD flag) with eigh pivots."""
-    return _recurrence(c, beta, shift, "inertia")
+    return _normalized_recurrence(c, beta, shift, "inertia")
 
 
 def least_eigenvalue_bisect(c: LayeredCouplings, beta, lo: float, hi: float,
                             tol: float = 1e-6) -> float:
-    """λ_min(I − M(β)) bracketed by bisection on the PD test (no eigh of the full matrix)."""
+    """λ_min(I − M(β)) bracketed by bisection (:func:`tapjax.linalg.bisect`) on the PD test
+    of ``(1 − s) I − M(β)`` over the shift s (no eigh of the full matrix)."""
+    c = as_couplings(c, where="least_eigenvalue_bisect")
     f = jax.jit(lambda s: positive_definite(c, beta, s))
-    while hi - lo > tol:
-        mid = 0.5 * (lo + hi)
-        if bool(f(mid)):
-            lo = mid
-        else:
-            hi = mid
+    lo, hi = linalg.bisect(f, lo, hi, tol, max_iter=10_000)
     return 0.5 * (lo + hi)
+
+
+class SearchStatus(enum.IntEnum):
+    """Outcome codes of :func:`critical_beta_search` (``CriticalBeta.status``)."""
+
+    OK = 0            #: crossing bracketed to ``rtol``
+    NO_CROSSING = 1   #: no scanned β lost positive definiteness (``beta`` is meaningless)
+    NONFINITE = 2     #: NaN/Inf couplings or a non-representable result (``beta`` is NaN)
+    MAX_ITER = 3      #: crossed, but ``max_iter`` refinement tests did not reach ``rtol``
 
 
 class CriticalBeta(NamedTuple):
@@ -195,17 +218,51 @@ class CriticalBeta(NamedTuple):
       lower: lower end of the final bracket (PD).
       crossed: whether any scanned β lost positive definiteness (else ``beta`` is meaningless).
       num_tests: recurrence evaluations spent (each one PD test of the whole chain).
+      status: a :class:`SearchStatus` code (int32): why ``beta`` is or is not a result.
     """
 
     beta: jax.Array
     lower: jax.Array
     crossed: jax.Array
     num_tests: jax.Array
+    status: jax.Array = None
+
+
+class _ScanState(NamedTuple):
+    """Early-exit scan over the β grid (bracketing phase)."""
+
+    i: jax.Array          # next grid index
+    lo: jax.Array         # last PD β (starts at 0)
+    g_lo: jax.Array       # margin at lo
+    prev: jax.Array       # PD point before lo (for the secant from the PD side)
+    g_prev: jax.Array     # margin at prev
+    hi: jax.Array         # first non-PD β (beta_max until found)
+    g_hi: jax.Array       # margin at hi (NaN: an earlier pivot failed)
+    found: jax.Array      # a non-PD β was met
+    num_tests: jax.Array  # margin evaluations so far
+
+
+class _RefineState(NamedTuple):
+    """Bracket refinement (secant / Illinois / bisection)."""
+
+    lo: jax.Array
+    g_lo: jax.Array
+    prev: jax.Array
+    g_prev: jax.Array
+    hi: jax.Array
+    g_hi: jax.Array
+    w_lo: jax.Array       # Illinois-weighted margin at lo
+    w_hi: jax.Array       # Illinois-weighted margin at hi
+    side: jax.Array       # +1: last test was PD (lo moved), −1: not PD (hi moved), 0: none yet
+    width1: jax.Array     # bracket width before the last step
+    width2: jax.Array     # bracket width two steps ago
+    num_tests: jax.Array
 
 
 @functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
 def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hint=None, *,
-                         num_scan: int = 16, max_iter: int = 60, method: str = "secant") -> CriticalBeta:
+                         num_scan: int = 16, max_iter: int = 60,
+                         method: RootMethod = "secant") -> CriticalBeta:
     r"""First β in (0, ``beta_max``] with λ_min(I − M(β)) ≤ ``threshold``; jittable, traceable.
 
     1. **Bracket.** PD tests of :math:`(1 - \lambda^*) I - M(\beta)` on the uniform grid
@@ -218,95 +275,128 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
        the far end is NaN (an earlier pivot failed), each step aimed a quarter-``rtol`` past the
        estimate so that an accurate one closes the bracket; bisection whenever a step leaves the
        bracket or the bracket did not halve in two steps. ``method="bisect"``: bisection on the
-       PD test (≈ log2(spacing / (rtol β)) tests).
+       PD test (≈ log2(spacing / (rtol β)) tests). Where a step would bisect while no PD point
+       above β = 0 is known (the crossing lies below the first scan point, e.g. ``beta_max``
+       far too large for the weights), it steps down geometrically to ``hi/64`` instead.
+
+    The search runs on the normalized couplings ``c / s`` at ``s β`` (s a power of two, see the
+    module docstring) and maps the bracket back, so weights of any finite magnitude work.
 
     Args:
-      c: couplings; threshold: λ*; beta_max: scan range; rtol: relative precision;
+      c: couplings (or a list of weight matrices; half floats computed in float32);
+        threshold: λ*; beta_max: scan range; rtol: relative precision;
         hint: an extra scan point (scalar; NaN or out of range = none) or None.
-      num_scan: scan points; max_iter: cap on refinement tests; method: ``"secant"`` or ``"bisect"``.
+      num_scan: scan points; max_iter: cap on refinement tests; method: a
+        :data:`tapjax.linalg.RootMethod` (``"secant"`` or ``"bisect"``).
 
     Returns:
-      :class:`CriticalBeta` of arrays (usable under ``jit`` and ``lax.map``).
+      :class:`CriticalBeta` of arrays (usable under ``jit`` and ``lax.map``). NaN/Inf couplings
+      give ``crossed = False``, ``beta = lower = NaN``, ``status = NONFINITE`` ("no result").
     """
-    if method not in ("secant", "bisect"):
-        raise ValueError(f"method={method!r}: use 'secant' or 'bisect'")
+    linalg.check_root_method(method)
+    c = as_couplings(c, where="critical_beta_search")
     dtype = c.dtype
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(w)) for w in c.weights]))
+    scale = coupling_scale(c)
+    c = LayeredCouplings(tuple(w / scale for w in c.weights))
     thr = jnp.asarray(threshold, dtype)
-    beta_max = jnp.asarray(beta_max, dtype)
+    beta_max = jnp.asarray(beta_max, dtype) * scale
     rtol = jnp.asarray(rtol, dtype)
     grid = beta_max * jnp.arange(1, num_scan + 1, dtype=dtype) / num_scan
     if hint is not None:
-        h = jnp.asarray(hint, dtype)
+        h = jnp.asarray(hint, dtype) * scale
         h = jnp.where(jnp.isfinite(h) & (h > 0) & (h < beta_max), h, beta_max)  # else a repeat
         grid = jnp.sort(jnp.concatenate([grid, h[None]]))
     if method == "secant":
-        margin = lambda b: last_pivot_margin(c, b, thr)
+        margin = lambda b: _last_pivot_margin(c, b, thr)
     else:  # bisection needs only the sign: the plain PD test (a Cholesky, no eigvalsh, per β)
-        margin = lambda b: jnp.where(positive_definite(c, b, thr), 1.0, -1.0).astype(dtype)
+        margin = lambda b: jnp.where(_recurrence(c, b, thr, "cholesky").positive_definite,
+                                     1.0, -1.0).astype(dtype)
     one, nan, zero = jnp.ones((), dtype), jnp.full((), jnp.nan, dtype), jnp.zeros((), dtype)
 
-    # ---- 1. early-exit scan; state (i, lo, glo, plo, gplo, hi, ghi, found, n)
-    def scan_cond(s):
-        return (~s[7]) & (s[0] < grid.shape[0])
+    # ---- 1. early-exit scan
+    def scan_cond(s: _ScanState):
+        return (~s.found) & (s.i < grid.shape[0]) & finite
 
-    def scan_body(s):
-        i, lo, glo, plo, gplo, hi, ghi, found, n = s
-        x = grid[i]
-        repeat = x <= lo
-        g = jnp.where(repeat, glo, margin(x))
+    def scan_body(s: _ScanState) -> _ScanState:
+        x = grid[s.i]
+        repeat = x <= s.lo
+        g = jnp.where(repeat, s.g_lo, margin(x))
         pd = g > 0
         fresh = pd & ~repeat
-        return (i + 1, jnp.where(pd, x, lo), jnp.where(pd, g, glo),
-                jnp.where(fresh, lo, plo), jnp.where(fresh, glo, gplo),
-                jnp.where(pd, hi, x), jnp.where(pd, ghi, g), ~pd, n + 1 - repeat.astype(jnp.int32))
+        return _ScanState(
+            i=s.i + 1, lo=jnp.where(pd, x, s.lo), g_lo=jnp.where(pd, g, s.g_lo),
+            prev=jnp.where(fresh, s.lo, s.prev), g_prev=jnp.where(fresh, s.g_lo, s.g_prev),
+            hi=jnp.where(pd, s.hi, x), g_hi=jnp.where(pd, s.g_hi, g), found=~pd,
+            num_tests=s.num_tests + 1 - repeat.astype(jnp.int32))
 
     # at β = 0 every pivot is (1 − λ*) I: the margin's exact value there
-    s0 = (0, zero, one - thr, zero, one - thr, beta_max, nan, jnp.asarray(False), jnp.int32(0))
-    _, lo, glo, plo, gplo, hi, ghi, found, n = jax.lax.while_loop(scan_cond, scan_body, s0)
+    s0 = _ScanState(i=0, lo=zero, g_lo=one - thr, prev=zero, g_prev=one - thr, hi=beta_max,
+                    g_hi=nan, found=jnp.asarray(False), num_tests=jnp.int32(0))
+    sc = jax.lax.while_loop(scan_cond, scan_body, s0)
+    n = sc.num_tests
 
-    # ---- 2. refinement; state (lo, glo, plo, gplo, hi, ghi, wlo, whi, side, w1, w2, n)
-    def cond(s):
-        return found & (s[4] - s[0] > rtol * s[4]) & (s[11] < n + max_iter)
+    # ---- 2. refinement
+    def cond(s: _RefineState):
+        return sc.found & (s.hi - s.lo > rtol * s.hi) & (s.num_tests < n + max_iter)
 
-    def body(s):
-        lo, glo, plo, gplo, hi, ghi, wlo, whi, side, w1, w2, k = s
-        mid = 0.5 * (lo + hi)
+    def body(s: _RefineState) -> _RefineState:
+        lo, hi = s.lo, s.hi
+        # bisection point; while no PD point above β = 0 is known, step down geometrically
+        mid = jnp.where(lo > 0, 0.5 * (lo + hi), hi * (1.0 / 64))
         if method == "bisect":
             x = mid
         else:
             delta = 0.25 * rtol * hi
-            rf = hi - whi * (hi - lo) / (whi - wlo)           # Illinois regula falsi
-            ex = lo - glo * (lo - plo) / (glo - gplo)         # secant from the PD side
+            rf = hi - s.w_hi * (hi - lo) / (s.w_hi - s.w_lo)            # Illinois regula falsi
+            ex = lo - s.g_lo * (lo - s.prev) / (s.g_lo - s.g_prev)     # secant from the PD side
             # after a NaN (earlier pivot failed, β far past the crossing) bisect once
-            use_rf = jnp.isfinite(ghi)
-            cand = jnp.where(use_rf, rf, ex) + delta * side
-            stalled = (w2 > 0) & (hi - lo > 0.5 * w2)
-            ok = jnp.isfinite(cand) & (cand > lo) & (cand < hi) & ~stalled & (use_rf | (side >= 0))
+            use_rf = jnp.isfinite(s.g_hi)
+            cand = jnp.where(use_rf, rf, ex) + delta * s.side
+            stalled = (s.width2 > 0) & (hi - lo > 0.5 * s.width2)
+            ok = jnp.isfinite(cand) & (cand > lo) & (cand < hi) & ~stalled & (use_rf | (s.side >= 0))
             x = jnp.where(ok, jnp.clip(cand, lo + delta, hi - delta), mid)
         g = margin(x)
         pd = g > 0
         # Illinois: halve the weight of an end that stays put on two steps in a row
-        nwlo = jnp.where(pd, g, jnp.where(side < 0, 0.5 * wlo, wlo))
-        nwhi = jnp.where(pd, jnp.where(side > 0, 0.5 * whi, whi), g)
-        return (jnp.where(pd, x, lo), jnp.where(pd, g, glo),
-                jnp.where(pd, lo, plo), jnp.where(pd, glo, gplo),
-                jnp.where(pd, hi, x), jnp.where(pd, ghi, g),
-                nwlo, nwhi, jnp.where(pd, one, -one), hi - lo, w1, k + 1)
+        w_lo = jnp.where(pd, g, jnp.where(s.side < 0, 0.5 * s.w_lo, s.w_lo))
+        w_hi = jnp.where(pd, jnp.where(s.side > 0, 0.5 * s.w_hi, s.w_hi), g)
+        return _RefineState(
+            lo=jnp.where(pd, x, lo), g_lo=jnp.where(pd, g, s.g_lo),
+            prev=jnp.where(pd, lo, s.prev), g_prev=jnp.where(pd, s.g_lo, s.g_prev),
+            hi=jnp.where(pd, hi, x), g_hi=jnp.where(pd, s.g_hi, g),
+            w_lo=w_lo, w_hi=w_hi, side=jnp.where(pd, one, -one), width1=hi - lo,
+            width2=s.width1, num_tests=s.num_tests + 1)
 
-    s = jax.lax.while_loop(cond, body, (lo, glo, plo, gplo, hi, ghi, glo, ghi, zero, zero, zero, n))
-    return CriticalBeta(s[4], s[0], found, s[11])
+    r0 = _RefineState(lo=sc.lo, g_lo=sc.g_lo, prev=sc.prev, g_prev=sc.g_prev, hi=sc.hi,
+                      g_hi=sc.g_hi, w_lo=sc.g_lo, w_hi=sc.g_hi, side=zero, width1=zero,
+                      width2=zero, num_tests=n)
+    s = jax.lax.while_loop(cond, body, r0)
+    beta, lower = s.hi / scale, s.lo / scale
+    ok_out = finite & jnp.isfinite(beta)
+    converged = s.hi - s.lo <= rtol * s.hi
+    status = jnp.where(~ok_out, SearchStatus.NONFINITE,
+                       jnp.where(~sc.found, SearchStatus.NO_CROSSING,
+                                 jnp.where(converged, SearchStatus.OK, SearchStatus.MAX_ITER)))
+    return CriticalBeta(jnp.where(finite, beta, nan), jnp.where(finite, lower, nan),
+                        sc.found & finite, s.num_tests, status.astype(jnp.int32))
 
 
 def critical_beta(c: LayeredCouplings, threshold: float, beta_max: float, rtol: float = 1e-4,
                   hint: float | None = None, num_scan: int = 16, max_iter: int = 60,
-                  method: str = "secant") -> float:
+                  method: RootMethod = "secant") -> float:
     r"""First β in (0, ``beta_max``] with λ_min(I − M(β)) ≤ ``threshold`` (T_c = 1/β), as a float.
 
-    See :func:`critical_beta_search` for the algorithm and the arguments.
+    See :func:`critical_beta_search` for the algorithm and the arguments. ``c`` may be a list
+    of weight matrices; float16/bfloat16 are computed in float32.
 
     Raises:
       NoCrossingError: no scanned β makes the matrix lose positive definiteness.
+      CouplingsError: NaN/Inf couplings or a subnormal largest coupling (names the block).
+      ConvergenceError: ``max_iter`` tests did not reach ``rtol`` (nothing is returned).
+      TypeError: ``c`` is not couplings. ValueError: bad scalar arguments.
     """
+    c = check_couplings(c, "critical_beta")
     for name, v in (("threshold", threshold), ("beta_max", beta_max), ("rtol", rtol)):
         if not np.isfinite(float(v)):
             raise ValueError(f"critical_beta: {name}={v!r} is not finite")
@@ -316,11 +406,22 @@ def critical_beta(c: LayeredCouplings, threshold: float, beta_max: float, rtol: 
         raise ValueError(f"critical_beta: num_scan={num_scan} must be ≥ 1")
     r = critical_beta_search(c, threshold, beta_max, rtol, hint, num_scan=num_scan,
                              max_iter=max_iter, method=method)
-    if not bool(r.crossed):
+    status = SearchStatus(int(r.status))
+    if status == SearchStatus.NONFINITE:
+        raise CouplingsError(f"critical_beta: the search gave a non-finite β (bracket "
+                             f"[{float(r.lower):.6g}, {float(r.beta):.6g}]); the couplings' scale is "
+                             "outside the dtype's range — use float64")
+    if status == SearchStatus.NO_CROSSING:
         where = f"scan of {num_scan} points" + ("" if hint is None else f" and β = {float(hint):.6g}")
         raise NoCrossingError(
             f"λ_min(I − M(β)) stays above the threshold {threshold:.6g} for all β ≤ {beta_max:g} "
             f"({where}); raise beta_max or num_scan, or pass hint")
+    if status == SearchStatus.MAX_ITER:
+        raise ConvergenceError(
+            f"critical_beta: {max_iter} refinement tests left the bracket [{float(r.lower):.6g}, "
+            f"{float(r.beta):.6g}] wider than rtol={rtol:g}; raise max_iter, or lower beta_max "
+            f"(={beta_max:g}) towards the expected β_c (typically of order 1/max|w| = "
+            f"{1.0 / float(coupling_scale(c)):.3g} and below)")
     return float(r.beta)
 
 
@@ -331,6 +432,6 @@ def critical_beta_bisect(c: LayeredCouplings, threshold: float, beta_max: float,
                          method="bisect")
 
 
-__all__ = ["CriticalBeta", "RecurrenceResult", "critical_beta", "critical_beta_bisect",
-           "critical_beta_search", "inertia", "last_pivot_margin", "least_eigenvalue_bisect",
-           "logdet", "positive_definite", "recurrence"]
+__all__ = ["CriticalBeta", "RecurrenceResult", "SearchStatus", "critical_beta",
+           "critical_beta_bisect", "critical_beta_search", "inertia", "last_pivot_margin",
+           "least_eigenvalue_bisect", "logdet", "positive_definite", "recurrence"]

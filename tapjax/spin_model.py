@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+_HALF_FLOATS = ("float16", "bfloat16")  # upcast to float32: no LAPACK kernels in half precision
+
 
 @jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +86,8 @@ def couplings(weights: Sequence[Any] | LayeredCouplings, *, name: str = "weights
       weights: ``[W^(1), ..., W^(L)]``, ``W^(k)`` of shape ``(N_{k-1}, N_k)`` (a Flax
         ``Dense`` kernel), or an existing :class:`LayeredCouplings`.
       name: what to call the input in error messages (e.g. a checkpoint path).
-      dtype: cast to this dtype (default: keep; integer input becomes float32).
+      dtype: cast to this dtype (default: keep float32/float64; integer, float16 and bfloat16
+        input becomes float32, since the eigen-solvers have no half-precision kernels).
       check_finite: reject NaN/Inf (needs concrete arrays; skipped under tracing).
 
     Raises:
@@ -99,7 +102,7 @@ def couplings(weights: Sequence[Any] | LayeredCouplings, *, name: str = "weights
         w = jnp.asarray(w)
         if dtype is not None:
             w = w.astype(dtype)
-        elif not jnp.issubdtype(w.dtype, jnp.floating):
+        elif jnp.dtype(w.dtype).name in _HALF_FLOATS or not jnp.issubdtype(w.dtype, jnp.floating):
             w = w.astype(jnp.float32)
         if w.ndim < 2:
             raise ValueError(f"{name}: W^({k}) has shape {w.shape}; each block must be (N_{k-1}, N_k)")
@@ -117,6 +120,57 @@ def couplings(weights: Sequence[Any] | LayeredCouplings, *, name: str = "weights
                 raise ValueError(f"{name}: W^({k}) contains NaN or Inf entries; the checkpoint or "
                                  "weights are corrupt (retrain or load another checkpoint)")
     return LayeredCouplings(tuple(out))
+
+
+def as_couplings(c, *, where: str = "couplings") -> LayeredCouplings:
+    """The engine's input rule: a :class:`LayeredCouplings` in a dtype the solvers support.
+
+    Accepts a :class:`LayeredCouplings` or a list/tuple of ``W^(k)`` arrays (converted without
+    validation; use :func:`couplings` for checked input). float16/bfloat16 (no LAPACK kernels)
+    and integer blocks are upcast to float32; float32/float64 are kept. Trace-safe (no value
+    checks), so it runs inside ``jit``.
+
+    Raises:
+      TypeError: anything else (the message names ``where`` and what to pass).
+    """
+    if isinstance(c, LayeredCouplings):
+        ws = c.weights
+    elif isinstance(c, (list, tuple)) and len(c) > 0 and all(hasattr(w, "shape") or
+                                                             isinstance(w, (list, tuple)) for w in c):
+        ws = tuple(jnp.asarray(w) for w in c)
+    else:
+        raise TypeError(f"{where}: expected LayeredCouplings or a list of weight matrices "
+                        f"[W^(1), ..., W^(L)], got {type(c).__name__}; build one with "
+                        "tapjax.couplings([...])")
+    if len({w.ndim for w in ws}) != 1 or ws[0].ndim < 2:
+        raise TypeError(f"{where}: blocks must be ≥2-D arrays with equal batch axes, got shapes "
+                        f"{[tuple(w.shape) for w in ws]}; build with tapjax.couplings([...])")
+    out = []
+    for w in ws:
+        if jnp.dtype(w.dtype).name in _HALF_FLOATS or not jnp.issubdtype(w.dtype, jnp.floating):
+            w = w.astype(jnp.float32)
+        out.append(w)
+    return LayeredCouplings(tuple(out))
+
+
+def nonfinite_blocks(c: LayeredCouplings) -> list[int]:
+    """1-based indices k of the blocks ``W^(k)`` holding NaN or Inf (concrete arrays only)."""
+    return [k for k, w in enumerate(c.weights, start=1) if not bool(jnp.all(jnp.isfinite(w)))]
+
+
+def coupling_scale(c: LayeredCouplings) -> jax.Array:
+    r"""A power of two :math:`s = 2^e` with :math:`\max_{k,ij} |W^{(k)}_{ij}| / s \in [1/2, 1)`.
+
+    Dividing by s is exact in binary floating point (absent underflow), and the TAP matrix
+    obeys :math:`I - M(\beta; sW) = I - M(s\beta; W)` (eqs. 23–25: :math:`M` depends on
+    :math:`\beta J` and :math:`\beta^2 r`), so the engine works on ``c / s`` at ``s β``: no
+    overflow of :math:`\sum J^2` for huge weights, no underflow for tiny ones, and bit-identical
+    results in the normal range. s = 1 for all-zero or non-finite couplings. Per batch element
+    for stacked couplings (shape ``batch``).
+    """
+    m = jnp.max(jnp.stack([jnp.max(jnp.abs(w), axis=(-2, -1)) for w in c.weights]), axis=0)
+    _, e = jnp.frexp(jnp.where(jnp.isfinite(m), m, 0.0))
+    return jnp.ldexp(jnp.ones_like(m), e)
 
 
 def random_couplings(key: jax.Array, sizes: Sequence[int], scale: float | Sequence[float] = 2.0,
@@ -198,5 +252,5 @@ def energy(c: LayeredCouplings, spins: Sequence[jax.Array]) -> jax.Array:
     return e
 
 
-__all__ = ["LayeredCouplings", "bond_matvec", "couplings", "dense_bond_matrix", "energy",
-           "join_layers", "random_couplings", "row_square_sums", "split_layers"]
+__all__ = ["LayeredCouplings", "as_couplings", "bond_matvec", "coupling_scale", "couplings",
+           "dense_bond_matrix", "energy", "join_layers", "nonfinite_blocks", "random_couplings", "row_square_sums", "split_layers"]

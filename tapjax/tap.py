@@ -11,11 +11,21 @@ Non-trivial TAP solutions appear when :math:`I - M` stops being positive definit
 :math:`I - M` are :math:`I + \beta^2 \mathrm{diag}(r_k)` and the off-diagonal blocks
 :math:`-\beta W^{(k)}`.
 
-Two backends for :math:`\lambda_{\min}(\beta)`:
+Backends for :math:`\lambda_{\min}(\beta)` (the :data:`tapjax.linalg.Backend` vocabulary):
   * ``"dense"``: builds the :math:`N \times N` matrix and calls ``eigvalsh`` (the paper's
     exact diagonalization; memory :math:`O(N^2)`, time :math:`O(N^3)` per β);
-  * ``"lanczos"``: matrix-free Lanczos with full reorthogonalization on block mat-vecs
-    (memory :math:`O(\#\text{weights} + mN)`), for nets whose :math:`N^2` does not fit.
+  * ``"lanczos"``: matrix-free Lanczos with full reorthogonalization and breakdown handling
+    (:func:`tapjax.linalg.lanczos`) on block mat-vecs (memory :math:`O(\#\text{weights} + mN)`),
+    for nets whose :math:`N^2` does not fit;
+  * ``"auto"``: dense up to :data:`tapjax.linalg.DENSE_MAX_SPINS` spins, else Lanczos.
+
+**Scale.** :math:`I - M(\beta; sW) = I - M(s\beta; W)`, so every solver here works on the
+couplings divided by the power of two :func:`~tapjax.spin_model.coupling_scale` at
+:math:`s\beta` (exact in floating point): weights of 1e30 or 1e-20 do not overflow or underflow
+:math:`\sum_\ell J_{i\ell}^2`, and ordinary weights give bit-identical results.
+
+**Input.** A :class:`~tapjax.spin_model.LayeredCouplings` or a list of weight matrices;
+float16/bfloat16 are computed in float32 (:func:`~tapjax.spin_model.as_couplings`).
 
 The melting point follows the paper's rule (section 3.2): :math:`\lambda^* = \min_\beta
 \lambda_{\min}` of the *untrained* net (a finite-size correction of the threshold 0), and
@@ -31,16 +41,58 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tapjax.spin_model import (LayeredCouplings, bond_matvec, dense_bond_matrix, join_layers,
+from tapjax import linalg
+from tapjax.errors import CouplingsError, NoCrossingError
+from tapjax.linalg import Backend, golden_min, lanczos_tridiagonal  # noqa: F401  (re-exported)
+from tapjax.spin_model import (LayeredCouplings, as_couplings, bond_matvec, coupling_scale,
+                               dense_bond_matrix, join_layers, nonfinite_blocks,
                                row_square_sums, split_layers)
 
 
-class NoCrossingError(ValueError):
-    """λ_min(I − M(β)) never reaches the threshold on the searched β range."""
+def normalized(c: LayeredCouplings, betas):
+    r"""``(c / s, s·betas)`` with s = :func:`~tapjax.spin_model.coupling_scale` (a power of two).
+
+    :math:`I - M(\beta; c) = I - M(s\beta; c/s)` exactly (eqs. 23–25), so any function of the
+    TAP matrix can be evaluated on the normalized pair; trace-safe.
+    """
+    s = coupling_scale(c)
+    return LayeredCouplings(tuple(w / s for w in c.weights)), jnp.asarray(betas, c.dtype) * s
+
+
+def check_couplings(c, where: str) -> LayeredCouplings:
+    """Host-side input rule of the engine's float-returning entry points.
+
+    :func:`~tapjax.spin_model.as_couplings` (lists accepted, half floats upcast), then refuses
+    NaN/Inf blocks and couplings whose largest entry is subnormal in their dtype.
+
+    Raises:
+      TypeError: not couplings. CouplingsError (a ValueError): the message names the block.
+    """
+    c = as_couplings(c, where=where)
+    if any(isinstance(w, jax.core.Tracer) for w in c.weights):
+        return c
+    bad = nonfinite_blocks(c)
+    if bad:
+        raise CouplingsError(
+            f"{where}: W^({bad[0]}) contains NaN or Inf entries (blocks {bad}); the couplings are "
+            "corrupt — build them with tapjax.couplings(...) to validate, or load another checkpoint")
+    tiny = float(jnp.finfo(c.dtype).tiny)
+    m = max(float(jnp.max(jnp.abs(w))) if w.size else 0.0 for w in c.weights)
+    if 0.0 < m < tiny:
+        raise CouplingsError(
+            f"{where}: the largest coupling |w| = {m:.3g} is subnormal in {jnp.dtype(c.dtype).name} "
+            f"(below {tiny:.3g}), so the solvers flush it to zero; cast the couplings to float64 "
+            "(c.astype(jnp.float64) under jax.enable_x64)")
+    return c
 
 
 def tap_matrix(c: LayeredCouplings, beta) -> jax.Array:
-    """Dense ``I − M(β)`` (eqs. 22–25), shape ``(N, N)``. Small N only."""
+    """Dense ``I − M(β)`` (eqs. 22–25), shape ``(N, N)``. Small N only.
+
+    Built from the normalized couplings (:func:`normalized`), so huge or tiny weights give a
+    representable matrix whenever its entries are.
+    """
+    c, beta = normalized(as_couplings(c), beta)
     J = dense_bond_matrix(c)
     r = join_layers(row_square_sums(c))
     return jnp.eye(J.shape[0], dtype=J.dtype) - beta * J + jnp.diag(beta ** 2 * r)
@@ -60,9 +112,11 @@ def tap_matvec(c: LayeredCouplings, beta, v: jax.Array, r: jax.Array | None = No
 def least_eigenvalue_dense(c: LayeredCouplings, betas: jax.Array) -> jax.Array:
     """λ_min(I − M(β)) by exact diagonalization, vmapped over ``betas`` ``(B,)`` → ``(B,)``.
 
-    J and r are formed once; each β costs one ``eigvalsh`` of an ``(N, N)`` matrix.
-    Usable under ``jax.vmap`` over a leading checkpoint axis of ``c``.
+    J and r are formed once (from the normalized couplings, see :func:`normalized`); each β costs
+    one ``eigvalsh`` of an ``(N, N)`` matrix. Usable under ``jax.vmap`` over a leading
+    checkpoint axis of ``c``.
     """
+    c, betas = normalized(as_couplings(c), betas)
     J = dense_bond_matrix(c)
     r = join_layers(row_square_sums(c))
     eye = jnp.eye(J.shape[0], dtype=J.dtype)
@@ -74,79 +128,49 @@ def least_eigenvalue_dense(c: LayeredCouplings, betas: jax.Array) -> jax.Array:
 
 
 # --------------------------------------------------------------------------- Lanczos backend
-def lanczos_tridiagonal(matvec, v0: jax.Array, num_iter: int):
-    """``num_iter`` Lanczos steps with full (twice-applied) reorthogonalization.
-
-    Args:
-      matvec: symmetric linear map ``(N,) -> (N,)``.
-      v0: start vector ``(N,)`` (normalized inside).
-      num_iter: Krylov dimension m (fixed, so the function is jittable).
-
-    Returns:
-      ``(alpha (m,), beta (m,), V (m, N))`` with ``beta[j]`` the coupling between Lanczos
-      vectors j and j+1 (``beta[m-1]`` is the residual norm used for error bounds).
-    """
-    n = v0.shape[0]
-    dtype = v0.dtype
-    V = jnp.zeros((num_iter, n), dtype)
-    v = v0 / jnp.linalg.norm(v0)
-
-    def body(j, state):
-        V, alpha, beta, v, v_prev, b_prev = state
-        V = V.at[j].set(v)
-        w = matvec(v) - b_prev * v_prev
-        a = jnp.vdot(v, w)
-        w = w - a * v
-        mask = (jnp.arange(num_iter) <= j).astype(dtype)[:, None]
-        for _ in range(2):  # full reorthogonalization, twice is enough
-            w = w - (V * mask).T @ ((V * mask) @ w)
-        b = jnp.linalg.norm(w)
-        safe = jnp.where(b > 0, b, 1.0)
-        return V, alpha.at[j].set(a), beta.at[j].set(b), w / safe, v, b
-
-    init = (V, jnp.zeros(num_iter, dtype), jnp.zeros(num_iter, dtype), v,
-            jnp.zeros_like(v), jnp.zeros((), dtype))
-    V, alpha, beta, *_ = jax.lax.fori_loop(0, num_iter, body, init)
-    return alpha, beta, V
-
-
-def _tridiag_eigh(alpha, beta):
-    T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
-    return jnp.linalg.eigh(T)
-
-
 @functools.partial(jax.jit, static_argnames=("num_iter", "batch_size"))
 def least_eigenvalue_lanczos(c: LayeredCouplings, betas: jax.Array, num_iter: int = 120,
                              key: jax.Array | None = None, batch_size: int = 32) -> tuple[jax.Array, jax.Array]:
     """Matrix-free λ_min(I − M(β)) for each β in ``betas`` ``(B,)``.
 
-    Returns ``(lam (B,), err (B,))`` where ``err = |β_m s_m|`` is the Lanczos residual bound
+    Returns ``(lam (B,), err (B,))`` where ``err = |β_k s_k|`` is the Lanczos residual bound
     of the returned Ritz value (the true λ_min lies within it of an eigenvalue; convergence to
     the *smallest* one is checked against the dense backend in the tests). Memory is
     ``O(#weights + batch_size·num_iter·N)``: ``batch_size`` β values run vmapped at once.
+    The recurrence stops at a breakdown (invariant Krylov space) and never runs more than N
+    steps (:func:`tapjax.linalg.lanczos`), so tiny or low-rank nets give the dense answer.
     """
     if key is None:
         key = jax.random.PRNGKey(0)
+    c, betas = normalized(as_couplings(c), betas)
     r = join_layers(row_square_sums(c))
     v0 = jax.random.normal(key, (c.num_spins,), c.dtype)
 
     def one(b):
-        alpha, beta, _ = lanczos_tridiagonal(lambda v: tap_matvec(c, b, v, r), v0, num_iter)
-        evals, evecs = _tridiag_eigh(alpha, beta)
-        return evals[0], jnp.abs(beta[-1] * evecs[-1, 0])
+        res = linalg.lanczos(lambda v: tap_matvec(c, b, v, r), v0, num_iter)
+        return linalg.ritz_extreme(res, "min")
 
     # vmap in chunks: batched mat-vecs amortize the per-iteration loop overhead.
     return jax.lax.map(one, jnp.atleast_1d(betas), batch_size=batch_size)
 
 
-def least_eigenvalue(c: LayeredCouplings, betas, backend: str = "dense", **kw) -> jax.Array:
-    """λ_min(I − M(β)) on a β grid with the chosen backend (``"dense"`` or ``"lanczos"``)."""
+def least_eigenvalue(c: LayeredCouplings, betas, backend: Backend = "dense", **kw) -> jax.Array:
+    """λ_min(I − M(β)) (eqs. 22–25) on a β grid ``(B,)`` → ``(B,)``.
+
+    Args:
+      c: couplings (or a list of weight matrices).
+      betas: inverse temperatures.
+      backend: :data:`tapjax.linalg.Backend` (``"dense"``, ``"lanczos"`` or ``"auto"``).
+      **kw: Lanczos options (``num_iter``, ``key``, ``batch_size``); ignored by dense.
+
+    NaN/Inf couplings give NaN (use :func:`check_couplings` for an error naming the block).
+    """
+    c = as_couplings(c, where="least_eigenvalue")
+    backend = linalg.resolve_backend(backend, c.num_spins)
     betas = jnp.asarray(betas, c.dtype)
     if backend == "dense":
         return least_eigenvalue_dense(c, betas)
-    if backend == "lanczos":
-        return least_eigenvalue_lanczos(c, betas, **kw)[0]
-    raise ValueError(f"backend={backend!r}: use 'dense' or 'lanczos'")
+    return least_eigenvalue_lanczos(c, betas, **kw)[0]
 
 
 # --------------------------------------------------------------------------- T_c on a grid
@@ -179,38 +203,22 @@ class Threshold:
     beta: float
 
 
-def golden_min(f, lo: float, hi: float, rtol: float = 1e-4, max_iter: int = 40) -> tuple[float, float]:
-    """Minimum of a unimodal scalar ``f`` on ``[lo, hi]`` by golden-section search → ``(x, f(x))``.
-
-    Stops when the bracket is narrower than ``rtol·hi`` or after ``max_iter`` evaluations.
-    """
-    g = (np.sqrt(5.0) - 1.0) / 2.0
-    a, b = lo, hi
-    x1, x2 = b - g * (b - a), a + g * (b - a)
-    f1, f2 = f(x1), f(x2)
-    for _ in range(max_iter):
-        if b - a < rtol * b:
-            break
-        if f1 < f2:
-            b, x2, f2 = x2, x1, f1
-            x1 = b - g * (b - a)
-            f1 = f(x1)
-        else:
-            a, x1, f1 = x1, x2, f2
-            x2 = a + g * (b - a)
-            f2 = f(x2)
-    return (x1, f1) if f1 < f2 else (x2, f2)
-
-
-def reference_threshold(c0: LayeredCouplings, betas, backend: str = "dense",
+def reference_threshold(c0: LayeredCouplings, betas, backend: Backend = "dense",
                         refine: bool = True, **kw) -> Threshold:
     """λ* and its β for the untrained couplings ``c0`` (section 3.2's finite-size rule).
 
     The minimum is located on ``betas`` and, with ``refine``, polished by golden-section
-    search between the neighbouring grid points.
+    search (:func:`tapjax.linalg.golden_min`) between the neighbouring grid points.
+
+    Raises:
+      CouplingsError: NaN/Inf or subnormal couplings (names the block), or a non-finite curve.
     """
+    c0 = check_couplings(c0, "reference_threshold")
     betas = np.asarray(betas, float)
     curve = np.asarray(least_eigenvalue(c0, betas, backend, **kw))
+    if not np.all(np.isfinite(curve)):
+        raise CouplingsError(f"reference_threshold: λ_min(I − M(β)) is not finite at β = "
+                             f"{betas[~np.isfinite(curve)][:3].tolist()}; check the couplings")
     i = int(np.argmin(curve))
     lo, hi = betas[max(i - 1, 0)], betas[min(i + 1, len(betas) - 1)]
     best_b, best_v = betas[i], float(curve[i])
@@ -222,14 +230,20 @@ def reference_threshold(c0: LayeredCouplings, betas, backend: str = "dense",
     return Threshold(value=float(best_v), beta=float(best_b))
 
 
-def critical_beta_grid(c: LayeredCouplings, betas, threshold: float, backend: str = "dense",
+def critical_beta_grid(c: LayeredCouplings, betas, threshold: float, backend: Backend = "dense",
                        **kw) -> float:
-    """Paper's grid method: the first grid β with λ_min(I − M(β)) ≤ ``threshold``."""
+    """Paper's grid method: the first grid β with λ_min(I − M(β)) ≤ ``threshold``.
+
+    Raises:
+      NoCrossingError: no grid point reaches the threshold. CouplingsError: bad couplings.
+    """
+    c = check_couplings(c, "critical_beta_grid")
     betas = np.asarray(betas, float)
     curve = np.asarray(least_eigenvalue(c, betas, backend, **kw))
     return float(betas[first_crossing_index(curve, threshold)])
 
 
-__all__ = ["NoCrossingError", "Threshold", "critical_beta_grid", "first_crossing_index", "golden_min",
-           "lanczos_tridiagonal", "least_eigenvalue", "least_eigenvalue_dense",
-           "least_eigenvalue_lanczos", "reference_threshold", "tap_matrix", "tap_matvec"]
+__all__ = ["NoCrossingError", "Threshold", "check_couplings", "critical_beta_grid",
+           "first_crossing_index", "golden_min", "lanczos_tridiagonal", "least_eigenvalue",
+           "least_eigenvalue_dense", "least_eigenvalue_lanczos", "normalized", "reference_threshold",
+           "tap_matrix", "tap_matvec"]

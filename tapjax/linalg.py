@@ -1,0 +1,246 @@
+r"""Generic numerics used by the physics modules (no physics here).
+
+* :func:`lanczos`: symmetric Lanczos with full (twice-applied) reorthogonalization and
+  breakdown detection, jittable (fixed shapes); :func:`lanczos_tridiagonal` is the
+  ``(alpha, beta, V)`` form. :func:`ritz_extreme` gives the smallest/largest Ritz value with
+  its residual bound.
+* :func:`tridiagonal_matrix`, :func:`tridiagonal_eigh`: the Lanczos matrix :math:`T_k`.
+* :func:`golden_min`: golden-section minimization of a unimodal scalar function.
+* :func:`bisect`: bisection on a monotone predicate (host loop).
+* The option vocabulary shared by the eigen-solvers and root searches (:data:`Backend`,
+  :data:`RootMethod`) and :func:`resolve_backend` with the dense/Lanczos switch
+  :data:`DENSE_MAX_SPINS`.
+
+**Lanczos breakdown.** Once the Krylov space :math:`\mathcal K_j(A, v_0)` is invariant (its
+dimension is at most N, and at most the number of distinct eigenvalues of A, e.g.
+:math:`2\,\mathrm{rank}(W)+1` for a low-rank bond matrix), the new residual
+:math:`\beta_j = \|w_j\|` is rounding noise and normalizing it produces a vector that is *not*
+orthogonal to the basis: the recurrence then runs on noise (spurious Ritz values far outside
+the spectrum, or NaN). :func:`lanczos` stops at the first
+:math:`\beta_j \le \mathrm{tol}\cdot\|T_j\|` (default ``tol`` :data:`BREAKDOWN_RTOL` ×
+machine epsilon × :math:`\sqrt N`) and records the number of valid steps ``size = j + 1``; the
+remaining rows are padded so that every fixed-shape consumer still gets the right extreme
+Ritz values: trailing diagonal entries equal :math:`\alpha_0 = v_0^\top A v_0`, which lies
+inside :math:`[\theta_{\min}(T_k), \theta_{\max}(T_k)]` (it is a Rayleigh quotient of
+:math:`T_k`), with zero coupling, so the padded matrix has the eigenvalues of :math:`T_k` plus
+interior copies of :math:`\alpha_0`. The number of steps is also capped at N (static).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, NamedTuple, get_args
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# --------------------------------------------------------------------------- option vocabulary
+Backend = Literal["dense", "lanczos", "auto"]
+"""Eigen-solver for λ_min / λ_max: ``"dense"`` (form the N × N matrix, ``eigvalsh``; exact,
+memory O(N²), time O(N³)), ``"lanczos"`` (matrix-free Krylov, memory O(#weights + mN)),
+``"auto"`` (dense for N ≤ :data:`DENSE_MAX_SPINS`, else Lanczos)."""
+
+RootMethod = Literal["secant", "bisect"]
+"""Refinement of a bracketed crossing: ``"secant"`` (safeguarded Illinois regula falsi on a
+continuous margin) or ``"bisect"`` (bisection on a sign test)."""
+
+DENSE_MAX_SPINS = 2048
+"""``backend="auto"`` diagonalizes densely up to this many spins (a 2048² float32 matrix is
+16 MiB and one ``eigvalsh`` takes ~1 s on one CPU core); Lanczos above."""
+
+BREAKDOWN_RTOL = 16.0
+"""Lanczos breakdown when β_j ≤ BREAKDOWN_RTOL · eps · √N · ‖T_j‖ (see module docstring)."""
+
+
+def _choices(alias) -> tuple[str, ...]:
+    return get_args(alias)
+
+
+def resolve_backend(backend: str, num_spins: int, *, where: str = "backend") -> str:
+    """``"dense"`` or ``"lanczos"`` for a :data:`Backend` choice and N spins.
+
+    Raises:
+      ValueError: ``backend`` is not one of :data:`Backend`.
+    """
+    if backend not in _choices(Backend):
+        raise ValueError(f"{where}={backend!r}: use one of {', '.join(map(repr, _choices(Backend)))}")
+    if backend == "auto":
+        return "dense" if num_spins <= DENSE_MAX_SPINS else "lanczos"
+    return backend
+
+
+def check_root_method(method: str, *, where: str = "method") -> str:
+    """Validates a :data:`RootMethod` choice (returns it)."""
+    if method not in _choices(RootMethod):
+        raise ValueError(f"{where}={method!r}: use one of {', '.join(map(repr, _choices(RootMethod)))}")
+    return method
+
+
+# --------------------------------------------------------------------------- Lanczos
+class Lanczos(NamedTuple):
+    """A Lanczos decomposition :math:`A V_k^\\top \\approx V_k^\\top T_k + \\beta_{k-1} v_k e_k^\\top`.
+
+    Attributes:
+      alpha: ``(m,)`` diagonal of T; entries at index ≥ ``size`` are padding (= ``alpha[0]``).
+      beta: ``(m,)``; ``beta[j]`` couples Lanczos vectors j and j+1, ``beta[size-1]`` is the
+        residual norm (for error bounds), entries at index ≥ ``size`` are 0.
+      vectors: ``(m, N)`` orthonormal Lanczos vectors (rows ≥ ``size`` are 0).
+      size: number of valid steps k (int32 scalar), ``m`` unless the recurrence broke down.
+      breakdown: whether it stopped early on an invariant Krylov space (bool scalar).
+    """
+
+    alpha: jax.Array
+    beta: jax.Array
+    vectors: jax.Array
+    size: jax.Array
+    breakdown: jax.Array
+
+
+def lanczos(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iter: int,
+            tol: float | None = None) -> Lanczos:
+    """Up to ``num_iter`` Lanczos steps with full reorthogonalization and breakdown handling.
+
+    Args:
+      matvec: symmetric linear map ``(N,) -> (N,)``.
+      v0: start vector ``(N,)`` (normalized inside; should be random).
+      num_iter: maximum Krylov dimension m (static); capped at N.
+      tol: breakdown when ``β_j ≤ tol · ‖T_j‖`` (default ``BREAKDOWN_RTOL · eps · √N``).
+
+    Returns:
+      :class:`Lanczos` with arrays of length ``min(num_iter, N)``.
+    """
+    n = v0.shape[0]
+    m = int(min(int(num_iter), n))
+    if m < 1:
+        raise ValueError(f"lanczos: num_iter={num_iter} must be ≥ 1 (N = {n})")
+    dtype = v0.dtype
+    if tol is None:
+        tol = BREAKDOWN_RTOL * float(jnp.finfo(dtype).eps) * float(np.sqrt(n))
+    hi = jax.lax.Precision.HIGHEST
+    V = jnp.zeros((m, n), dtype)
+    v = v0 / jnp.linalg.norm(v0)
+
+    def cond(state):
+        j, done = state[0], state[-1]
+        return (j < m) & ~done
+
+    def body(state):
+        j, V, alpha, beta, v, v_prev, b_prev, anorm, done = state
+        V = V.at[j].set(v)
+        w = matvec(v) - b_prev * v_prev
+        a = jnp.vdot(v, w)
+        w = w - a * v
+        for _ in range(2):  # full reorthogonalization, twice is enough (rows > j are zero)
+            w = w - jnp.matmul(V.T, jnp.matmul(V, w, precision=hi), precision=hi)
+        b = jnp.linalg.norm(w)
+        anorm = jnp.maximum(anorm, jnp.abs(a) + b + b_prev)
+        broke = b <= tol * anorm
+        safe = jnp.where(broke, 1.0, b)
+        return (j + 1, V, alpha.at[j].set(a), beta.at[j].set(b), w / safe, v, b, anorm, broke)
+
+    zero = jnp.zeros((), dtype)
+    init = (jnp.int32(0), V, jnp.zeros(m, dtype), jnp.zeros(m, dtype), v, jnp.zeros_like(v),
+            zero, zero, jnp.asarray(False))
+    size, V, alpha, beta, *_, done = jax.lax.while_loop(cond, body, init)
+    idx = jnp.arange(m)
+    alpha = jnp.where(idx < size, alpha, alpha[0])
+    beta = jnp.where(idx < size, beta, 0.0)
+    return Lanczos(alpha, beta, V, size, done)
+
+
+def lanczos_tridiagonal(matvec, v0: jax.Array, num_iter: int):
+    """:func:`lanczos` as the tuple ``(alpha (m,), beta (m,), V (m, N))`` (the historical form).
+
+    After a breakdown the tail is padded (see the module docstring), so the extreme eigenvalues
+    of ``diag(alpha) + offdiag(beta[:-1])`` are the extreme Ritz values; ``m = min(num_iter, N)``.
+    """
+    res = lanczos(matvec, v0, num_iter)
+    return res.alpha, _coupling(res), res.vectors
+
+
+def _coupling(res: Lanczos) -> jax.Array:
+    """β with the breakdown residual ``beta[size-1]`` zeroed (so ``beta[:-1]`` is T's off-diagonal)."""
+    m = res.beta.shape[0]
+    return jnp.where((jnp.arange(m) == res.size - 1) & res.breakdown, 0.0, res.beta)
+
+
+def tridiagonal_matrix(alpha: jax.Array, beta: jax.Array, size=None) -> jax.Array:
+    """``(m, m)`` symmetric tridiagonal ``T`` with diagonal ``alpha`` and off-diagonal ``beta[:-1]``.
+
+    With ``size`` (the number of valid Lanczos steps) the couplings at and beyond ``size − 1``
+    are dropped, so T is block diagonal: ``T_k`` ⊕ ``diag(alpha[size:])``.
+    """
+    off = beta[:-1]
+    if size is not None:
+        off = jnp.where(jnp.arange(off.shape[0]) < size - 1, off, 0.0)
+    return jnp.diag(alpha) + jnp.diag(off, 1) + jnp.diag(off, -1)
+
+
+def tridiagonal_eigh(alpha: jax.Array, beta: jax.Array, size=None):
+    """``eigh`` of :func:`tridiagonal_matrix` → ``(evals (m,) ascending, evecs (m, m))``."""
+    return jnp.linalg.eigh(tridiagonal_matrix(alpha, beta, size))
+
+
+def ritz_extreme(res: Lanczos, which: Literal["min", "max"] = "min") -> tuple[jax.Array, jax.Array]:
+    r"""Smallest or largest Ritz value of a :class:`Lanczos` result and its residual bound.
+
+    Returns ``(theta, err)`` with ``err = |β_{k-1} s_{k-1}|`` (``s`` the Ritz vector in the
+    Krylov basis): an eigenvalue of A lies within ``err`` of ``theta`` (Parlett, *The
+    Symmetric Eigenvalue Problem*, thm. 13.1.1). After a breakdown ``err`` is at rounding level.
+    """
+    evals, evecs = tridiagonal_eigh(res.alpha, res.beta, res.size)
+    i = 0 if which == "min" else -1
+    last = jnp.clip(res.size - 1, 0, res.alpha.shape[0] - 1)
+    return evals[i], jnp.abs(res.beta[last] * evecs[last, i])
+
+
+# --------------------------------------------------------------------------- 1-D searches
+def golden_min(f, lo: float, hi: float, rtol: float = 1e-4, max_iter: int = 40) -> tuple[float, float]:
+    """Minimum of a unimodal scalar ``f`` on ``[lo, hi]`` by golden-section search → ``(x, f(x))``.
+
+    Stops when the bracket is narrower than ``rtol·hi`` or after ``max_iter`` evaluations.
+    """
+    g = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo, hi
+    x1, x2 = b - g * (b - a), a + g * (b - a)
+    f1, f2 = f(x1), f(x2)
+    for _ in range(max_iter):
+        if b - a < rtol * b:
+            break
+        if f1 < f2:
+            b, x2, f2 = x2, x1, f1
+            x1 = b - g * (b - a)
+            f1 = f(x1)
+        else:
+            a, x1, f1 = x1, x2, f2
+            x2 = a + g * (b - a)
+            f2 = f(x2)
+    return (x1, f1) if f1 < f2 else (x2, f2)
+
+
+def bisect(below: Callable[[float], bool], lo: float, hi: float, tol: float,
+           max_iter: int = 200) -> tuple[float, float]:
+    """Bisection on a monotone predicate: ``below(x)`` true on ``[lo, x*)``, false on ``[x*, hi]``.
+
+    Returns the final bracket ``(lo, hi)`` with ``hi − lo ≤ tol`` (``below(lo)`` held, ``below(hi)``
+    did not, for every point tested). Host loop: each step calls ``below`` once.
+
+    Raises:
+      ValueError: ``tol`` not positive or ``lo > hi``.
+    """
+    if not tol > 0 or not lo <= hi:
+        raise ValueError(f"bisect: need tol > 0 and lo ≤ hi (got tol={tol!r}, lo={lo!r}, hi={hi!r})")
+    for _ in range(max_iter):
+        if hi - lo <= tol:
+            break
+        mid = 0.5 * (lo + hi)
+        if bool(below(mid)):
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
+__all__ = ["BREAKDOWN_RTOL", "Backend", "DENSE_MAX_SPINS", "Lanczos", "RootMethod", "bisect",
+           "check_root_method", "golden_min", "lanczos", "lanczos_tridiagonal", "resolve_backend",
+           "ritz_extreme", "tridiagonal_eigh", "tridiagonal_matrix"]
