@@ -453,3 +453,88 @@ def test_bad_arrays_get_named_errors():
         load_network(ws, layout="rows")
     with pytest.raises(SourceError, match="cannot read a set"):
         load_network({1, 2})
+
+
+# --------------------------------------------------------------------------- T_c against dense float64
+def _dense_lmin(ws, beta):
+    """λ_min(I − βJ + β² diag(r)) of eqs. 22–25 from the dense float64 J (eq. 4)."""
+    sizes = [ws[0].shape[0], *(w.shape[1] for w in ws)]
+    off = np.cumsum([0, *sizes])
+    J = np.zeros((off[-1], off[-1]))
+    for k, w in enumerate(ws):
+        J[off[k]:off[k + 1], off[k + 1]:off[k + 2]] = w
+    J = J + J.T
+    r = (J * J).sum(1)
+    return np.linalg.eigvalsh(np.eye(len(J)) - beta * J + beta ** 2 * np.diag(r))[0]
+
+
+def _dense_critical_beta(ws, lam_star, betas):
+    curve = np.array([_dense_lmin(ws, b) for b in betas])
+    i = int(np.nonzero(curve <= lam_star)[0][0])
+    lo, hi = betas[i - 1], betas[i]
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if _dense_lmin(ws, mid) <= lam_star else (mid, hi)
+    return 0.5 * (lo + hi)
+
+
+def _tc_check(h, ref_ws, trained_ws):
+    import jax.numpy as jnp
+    from tapjax import recurrence, tap
+    from tapjax.spin_model import LayeredCouplings
+    betas = np.linspace(0.02, 6.0, 80)
+    c0 = LayeredCouplings(tuple(jnp.asarray(w, jnp.float64) for w in ref_ws))
+    thr = tap.reference_threshold(c0, betas)
+    assert betas[1] < thr.beta < betas[-2]                      # an interior reference minimum
+    c1 = LayeredCouplings(tuple(jnp.asarray(w, jnp.float64) for w in trained_ws))
+    beta_c = recurrence.critical_beta(c1, thr.value, float(betas[-1]))
+    ref = _dense_critical_beta([np.asarray(w, np.float64) for w in trained_ws], thr.value, betas)
+    assert beta_c == pytest.approx(ref, rel=1e-3)
+    return beta_c, ref
+
+
+def test_pytorch_trained_net_tc_matches_dense_reference(tmp_path, x64):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = _torch_mlp(torch, (12, 10, 10, 3))
+    torch.save({"step": 0, "state_dict": net.state_dict()}, tmp_path / "init.pt")
+    x, y = torch.randn(64, 12), torch.randint(0, 3, (64,))
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(20):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    torch.save({"step": 20, "state_dict": net.state_dict()}, tmp_path / "trained.pt")
+    h = _quiet(load_series, tmp_path)
+    assert list(h.step) == [0, 20] and "metadata 'step'" in h.info["time"]
+    trained = [m.weight.detach().numpy().T for m in net if isinstance(m, torch.nn.Linear)]
+    _same(h, trained, 1)
+    _tc_check(h, h.weights_at(0), h.weights_at(1))
+
+
+def test_sklearn_net_tc_matches_dense_reference(x64):
+    sk = pytest.importorskip("sklearn.neural_network")
+    rng = np.random.default_rng(1)
+    clf = sk.MLPClassifier((10, 10), max_iter=30, learning_rate_init=0.05, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(rng.normal(size=(60, 8)), np.arange(60) % 3)
+    h = _quiet(load_network, clf)
+    # reference: fresh Gaussian couplings with each layer's own measured variance
+    ref = [rng.normal(size=w.shape[1:]) * w[0].std() for w in h.weights]
+    _tc_check(h, ref, h.weights_at(0))
+
+
+def test_import_does_not_pull_torch():
+    import subprocess
+    import sys
+    code = "import sys, tapjax.sources; print('torch' in sys.modules, 'h5py' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_torch_linear_after_conv_needs_flatten():
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Linear(4, 3))
+    with pytest.raises(SourceError, match=r"layer '1' \(Linear\) follows a convolution without a Flatten"):
+        _quiet(load_network, net, input_shape=(1, 6, 6))
