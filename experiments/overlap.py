@@ -1,6 +1,6 @@
 r"""Q_ab curves (replica overlaps) of untrained and trained nets: issue 6, items 3–4.
 
-    python -m experiments.overlap --workdir=/work/runs/overlap --parts=training,conditions,planted,lowT
+    python -m experiments.overlap --workdir=runs/overlap --parts=training,conditions,planted,lowT
 
 Parts (each can be run on its own; nets and curves already in --workdir are reused):
   * ``training``: standard and binarized MLPs trained on the embedded 4k-image MNIST subset.
@@ -11,14 +11,19 @@ Parts (each can be run on its own; nets and curves already in --workdir are reus
     images, relabelled to class 0 (a backdoor). Clean and planted nets over several seeds.
   * ``lowT``: a 4× longer, denser run below T = 2 for the final standard net (checks the
     non-monotonic low-T part of the trained curves).
-  * ``paper``: the full-MNIST 784-512-512-512-10 standard run of Table 1 (read-only, if present).
+  * ``paper``: the full-MNIST 784-512-512-512-10 standard run of Table 1 (read-only; ``--paper_run``).
 
 Results: ``WORKDIR/curves/<name>.{npz,json}`` (one :class:`tapjax.overlap.QabResult` per net),
 ``WORKDIR/summary.json`` and the figures ``WORKDIR/overlap_*.png``.
+
+Flags become one :class:`OverlapExperiment` in ``main``; every helper takes that config (or plain
+arguments) and nothing but ``main`` reads ``FLAGS``. The curve readouts (onset temperature, P(q)
+shape) are library functions in :mod:`tapjax.overlap.shape`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -27,8 +32,10 @@ import warnings
 import numpy as np
 from absl import app, flags
 
+from tapjax.overlap.shape import onset_temperature, pq_shape, temperature_index
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "/work/runs/overlap", "Where nets, curves, summary and figures go.")
+flags.DEFINE_string("workdir", "runs/overlap", "Where nets, curves, summary and figures go.")
 flags.DEFINE_list("parts", ["training", "conditions", "planted", "lowT"],
                   "training, conditions, planted, lowT, paper.")
 flags.DEFINE_list("widths", ["128", "128", "10"], "Hidden and output widths of the small nets.")
@@ -46,9 +53,56 @@ flags.DEFINE_float("plant_fraction", 0.05, "Fraction of training images that car
 flags.DEFINE_integer("patch", 4, "Patch side (pixels), bottom-right corner.")
 flags.DEFINE_float("label_noise", 0.4, "Fraction of training labels replaced by random labels.")
 flags.DEFINE_integer("small_n", 500, "Training-set size of the small-data run.")
-flags.DEFINE_string("paper_run", "/work/runs/standard_lr1e-4", "Full-MNIST run directory (read-only).")
+flags.DEFINE_string("paper_run", "", "Full-MNIST run directory (read-only); needed by --parts=paper.")
 flags.DEFINE_float("map_T_frac", 0.5, "Input-layer maps are taken at this fraction of each net's TAP T_c.")
 flags.DEFINE_bool("tap", True, "Also compute the TAP T_c of each net (paper section 3.2 rule).")
+
+
+@dataclasses.dataclass(frozen=True)
+class OverlapExperiment:
+    """All settings of one invocation (the flags, typed). See the flag help for each field."""
+
+    workdir: str = "runs/overlap"
+    parts: tuple[str, ...] = ("training", "conditions", "planted", "lowT")
+    widths: tuple[int, ...] = (128, 128, 10)
+    epochs: int = 20
+    lr: float = 1e-3
+    times: tuple[float, ...] = (0.0, 1.0, 4.0, 20.0)
+    n_replicas: int = 8
+    n_temps: int = 32
+    t_min: float = 0.4
+    t_max: float = 16.0
+    n_burn: int = 400
+    n_measure: int = 1200
+    seeds: int = 3
+    plant_fraction: float = 0.05
+    patch: int = 4
+    label_noise: float = 0.4
+    small_n: int = 500
+    paper_run: str = ""
+    map_T_frac: float = 0.5
+    tap: bool = True
+
+    def __post_init__(self):
+        unknown = set(self.parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f"--parts: unknown {sorted(unknown)}; choose from {PARTS}")
+        if "paper" in self.parts and not self.paper_run:
+            raise ValueError("--parts=paper needs --paper_run=<full-MNIST run directory>")
+
+    @property
+    def temperatures(self) -> np.ndarray:
+        """The one absolute grid of the small nets: geometric, n_temps points in [t_min, t_max]."""
+        return np.geomspace(self.t_min, self.t_max, self.n_temps)
+
+    @classmethod
+    def from_flags(cls, f) -> "OverlapExperiment":
+        return cls(**{k.name: getattr(f, k.name) for k in dataclasses.fields(cls)} | {
+            "parts": tuple(f.parts), "widths": tuple(int(w) for w in f.widths),
+            "times": tuple(float(t) for t in f.times)})
+
+
+PARTS = ("training", "conditions", "planted", "lowT", "paper")
 
 
 # --------------------------------------------------------------------------- data variants
@@ -91,23 +145,23 @@ def attack_success(model_cfg, params, data, side: int, target: int) -> float:
 
 
 # --------------------------------------------------------------------------- nets
-def train_net(workdir: str, name: str, data, *, kind="standard", lr=None, batch_size=32, epochs=None,
-              seed=0) -> str:
-    """Trains (or reuses) ``workdir/nets/name``; checkpoints at the requested times."""
+def train_net(cfg: OverlapExperiment, name: str, data, *, kind="standard", lr=None, batch_size=32,
+              epochs=None, seed=0) -> str:
+    """Trains (or reuses) ``cfg.workdir/nets/name``; checkpoints at the requested times."""
     from tapjax.models import ModelConfig  # pylint: disable=import-outside-toplevel
     from tapjax.training import TrainConfig, train  # pylint: disable=import-outside-toplevel
-    run = os.path.join(workdir, "nets", name)
-    epochs = FLAGS.epochs if epochs is None else epochs
+    run = os.path.join(cfg.workdir, "nets", name)
+    epochs = cfg.epochs if epochs is None else epochs
     hist = os.path.join(run, "history.json")
     if os.path.exists(hist):
         with open(hist) as f:
             if len(json.load(f)) >= epochs:
                 return run
-    cfg = TrainConfig(model=ModelConfig(kind=kind, widths=tuple(int(w) for w in FLAGS.widths)),
-                      lr=FLAGS.lr if lr is None else lr, batch_size=batch_size, epochs=epochs, seed=seed,
-                      schedule="log:3", first_epoch_levels=0, dataset=data.name)
+    tcfg = TrainConfig(model=ModelConfig(kind=kind, widths=cfg.widths),
+                       lr=cfg.lr if lr is None else lr, batch_size=batch_size, epochs=epochs, seed=seed,
+                       schedule="log:3", first_epoch_levels=0, dataset=data.name)
     t0 = time.time()
-    res = train(cfg, data, run, progress=False)
+    res = train(tcfg, data, run, progress=False)
     print(f"  trained {name}: {epochs} epochs, val_error={res.history[-1]['val_error']:.4f} "
           f"({time.time() - t0:.0f} s)", flush=True)
     return run
@@ -165,18 +219,18 @@ class TapReference:
 
 
 # --------------------------------------------------------------------------- curves
-def compute_curve(workdir: str, name: str, source, temps, tap_ref=None, seed: int = 0, extra=None):
-    """Q_ab curve of ``source`` saved as ``workdir/curves/name``; reused if present."""
+def compute_curve(cfg: OverlapExperiment, name: str, source, temps, tap_ref=None, seed: int = 0, extra=None):
+    """Q_ab curve of ``source`` saved as ``cfg.workdir/curves/name``; reused if present."""
     from tapjax import overlap as ov  # pylint: disable=import-outside-toplevel
     from tapjax.spin_model import couplings  # pylint: disable=import-outside-toplevel
-    prefix = os.path.join(workdir, "curves", name)
+    prefix = os.path.join(cfg.workdir, "curves", name)
     if os.path.exists(prefix + ".json"):
         return ov.QabResult.load(prefix)
     t0 = time.time()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ov.EquilibrationWarning)
-        res = ov.qab_curve(source, temps, n_replicas=FLAGS.n_replicas, n_burn=FLAGS.n_burn,
-                           n_measure=FLAGS.n_measure, seed=seed)
+        res = ov.qab_curve(source, temps, n_replicas=cfg.n_replicas, n_burn=cfg.n_burn,
+                           n_measure=cfg.n_measure, seed=seed)
     weights = ov.load_network(source)[0]
     c = couplings(weights)
     res.meta.update(extra or {})
@@ -196,46 +250,6 @@ def compute_curve(workdir: str, name: str, source, temps, tap_ref=None, seed: in
 
 
 # --------------------------------------------------------------------------- analysis helpers
-def onset_temperature(res, frac: float = 0.05, layer: int | None = None) -> float:
-    """Highest T where (Qbar − floor)/(1 − floor) exceeds ``frac`` (global, or one layer's curve)."""
-    if layer is None:
-        q, floor = res.qbar, res.floor
-    else:
-        j = list(res.layers).index(layer)
-        q, floor = res.qbar_layer[:, j], res.floor_layer[j]
-    x = (q - floor) / (1 - floor)
-    hot = np.nonzero(x > frac)[0]
-    return float(res.temperatures[hot].max()) if hot.size else float("nan")
-
-
-def pq_shape(res, i: int, layer: int | None = None) -> dict:
-    """Shape of P(q) at temperature index i (global, or one layer's overlap).
-
-    ``binder`` = ½(3 − ⟨q⁴⟩/⟨q²⟩²): about 0 for a Gaussian (paramagnet), 1 for two sharp peaks
-    ±q* (one Z2 pair of states), in between for a broad glassy P(q). ``q_star`` is the peak of
-    the symmetrized, 3-bin smoothed P(q) on q > 0. ``dip`` = P(0)/P(q*) is about 1 when P is
-    unimodal or flat, and near 0 when two peaks are well separated.
-    """
-    edges = res.bin_edges
-    centers = 0.5 * (edges[1:] + edges[:-1])
-    width = np.diff(edges)
-    p = res.pq[i] if layer is None else res.pq_layer[i, list(res.layers).index(layer)]
-    mass = p * width
-    sym = np.convolve(0.5 * (mass + mass[::-1]), np.ones(3) / 3, mode="same")   # symmetrized, smoothed
-    pos = centers > 0
-    k = int(np.argmax(np.where(pos, sym, -1.0)))
-    zero = int(np.argmin(np.abs(centers)))
-    m2 = float(np.sum(mass * centers ** 2))
-    m4 = float(np.sum(mass * centers ** 4))
-    return {"T": float(res.temperatures[i]), "q_star": float(centers[k]),
-            "binder": 0.5 * (3 - m4 / m2 ** 2) if m2 > 0 else float("nan"),
-            "dip": float(sym[zero] / sym[k]) if sym[k] > 0 else float("nan")}
-
-
-def index_at(res, t: float) -> int:
-    return int(np.argmin(np.abs(np.log(res.temperatures / t))))
-
-
 def row(res) -> dict:
     d = {k: res.meta.get(k) for k in ("name", "t", "val_error", "tc_tap", "tc_gaussian", "lambda_max_J",
                                        "attack_success", "train_error", "group", "seed")}
@@ -307,7 +321,7 @@ def plot_pq(path, panels: list):
         centers = 0.5 * (edges[1:] + edges[:-1])
         tc = res.meta.get("tc_tap") or res.meta["tc_gaussian"]
         for f in fracs:
-            i = index_at(res, f * tc)
+            i = temperature_index(res, f * tc)
             j = list(res.layers).index(1)
             ax.plot(centers, res.pq_layer[i, j], lw=1.2, label=f"T={res.temperatures[i]:.2f} ({f:g} $T_c$)")
         ax.set_xlabel(r"$q^{(1)}_{ab}$ (hidden layer 1)")
@@ -367,27 +381,28 @@ def plot_group(path, groups: dict, title: str, layers=(None, 0, 1)):
 
 
 # --------------------------------------------------------------------------- parts
-def untrained_tap_reference(run: str) -> TapReference | None:
+def untrained_tap_reference(cfg: OverlapExperiment, run: str) -> TapReference | None:
     from tapjax.checkpoints import load_checkpoint  # pylint: disable=import-outside-toplevel
     from tapjax.models import weights_from_params  # pylint: disable=import-outside-toplevel
     from tapjax.spin_model import couplings  # pylint: disable=import-outside-toplevel
-    if not FLAGS.tap:
+    if not cfg.tap:
         return None
     return TapReference(couplings(weights_from_params(load_checkpoint(checkpoint_at(run, 0.0))[0])))
 
 
-def part_training(wd, data, temps, summary):
+def part_training(cfg: OverlapExperiment, data, temps, summary):
+    wd = cfg.workdir
     series = {}
     tap_ref = None
     for kind in ("standard", "binarized"):
-        run = train_net(wd, f"{kind}_base", data, kind=kind)
+        run = train_net(cfg, f"{kind}_base", data, kind=kind)
         if tap_ref is None:
-            tap_ref = untrained_tap_reference(run)
+            tap_ref = untrained_tap_reference(cfg, run)
         series[kind] = []
-        for t in [float(x) for x in FLAGS.times]:
+        for t in cfg.times:
             path = checkpoint_at(run, t)
             name = "untrained" if t == 0 else f"{kind}_t{t:g}"
-            series[kind].append(compute_curve(wd, name, path, temps, tap_ref))
+            series[kind].append(compute_curve(cfg, name, path, temps, tap_ref))
     plot_training(os.path.join(wd, "overlap_training.png"), series)
     u = series["standard"][0]
     s_fin, b_fin = series["standard"][-1], series["binarized"][-1]
@@ -401,71 +416,73 @@ def part_training(wd, data, temps, summary):
         "tap_threshold": None if tap_ref is None else {"lambda_star": tap_ref.threshold_value,
                                                        "beta": tap_ref.threshold_beta},
         "rows": [row(r) for r in {id(r): r for k in series for r in series[k]}.values()],
-        "pq_shape_layer1": {title: [pq_shape(res, index_at(res, f * (res.meta.get("tc_tap") or res.meta["tc_gaussian"])), 1)
+        "pq_shape_layer1": {title: [pq_shape(res, temperature_index(res, f * (res.meta.get("tc_tap") or res.meta["tc_gaussian"])), 1)
                                     for f in fracs] for title, res, fracs in panels},
-        "pq_shape_global": {title: [pq_shape(res, index_at(res, f * (res.meta.get("tc_tap") or res.meta["tc_gaussian"])))
+        "pq_shape_global": {title: [pq_shape(res, temperature_index(res, f * (res.meta.get("tc_tap") or res.meta["tc_gaussian"])))
                                     for f in fracs] for title, res, fracs in panels},
         "untrained_high_T_ratio_to_floor": float(np.mean(u.qbar[u.temperatures > 2 * u.meta["tc_gaussian"]]) / u.floor),
     }
     return tap_ref
 
 
-def part_conditions(wd, data, temps, summary, tap_ref):
-    base = compute_curve(wd, f"standard_t{float(FLAGS.epochs):g}",
-                         checkpoint_at(train_net(wd, "standard_base", data), FLAGS.epochs), temps, tap_ref)
+def part_conditions(cfg: OverlapExperiment, data, temps, summary, tap_ref):
+    wd = cfg.workdir
+    base = compute_curve(cfg, f"standard_t{float(cfg.epochs):g}",
+                         checkpoint_at(train_net(cfg, "standard_base", data), cfg.epochs), temps, tap_ref)
     variants = {
-        f"lr={FLAGS.lr / 10:g}": dict(lr=FLAGS.lr / 10),
-        f"lr={FLAGS.lr * 3:g}": dict(lr=FLAGS.lr * 3),     # 10x diverges with the margin-10 hinge loss
+        f"lr={cfg.lr / 10:g}": dict(lr=cfg.lr / 10),
+        f"lr={cfg.lr * 3:g}": dict(lr=cfg.lr * 3),     # 10x diverges with the margin-10 hinge loss
         "batch=256": dict(batch_size=256),
     }
-    results = {f"base lr={FLAGS.lr:g}, batch=32": [base]}
+    results = {f"base lr={cfg.lr:g}, batch=32": [base]}
     for label, kw in variants.items():
         name = "standard_" + label.replace("=", "").replace(".", "p")
-        run = train_net(wd, name, data, **kw)
-        results[label] = [compute_curve(wd, name, checkpoint_at(run, FLAGS.epochs), temps, tap_ref)]
-    small = data.subset(n_train=FLAGS.small_n)
-    steps_epochs = int(round(FLAGS.epochs * len(data.y_train) / FLAGS.small_n))
-    run = train_net(wd, "standard_small", small, epochs=steps_epochs)
-    results[f"{FLAGS.small_n} images ({steps_epochs} ep)"] = [
-        compute_curve(wd, "standard_small", checkpoint_at(run, steps_epochs), temps, tap_ref)]
-    noisy = with_label_noise(data, FLAGS.label_noise, seed=0)
-    run = train_net(wd, "standard_noisy", noisy)
+        run = train_net(cfg, name, data, **kw)
+        results[label] = [compute_curve(cfg, name, checkpoint_at(run, cfg.epochs), temps, tap_ref)]
+    small = data.subset(n_train=cfg.small_n)
+    steps_epochs = int(round(cfg.epochs * len(data.y_train) / cfg.small_n))
+    run = train_net(cfg, "standard_small", small, epochs=steps_epochs)
+    results[f"{cfg.small_n} images ({steps_epochs} ep)"] = [
+        compute_curve(cfg, "standard_small", checkpoint_at(run, steps_epochs), temps, tap_ref)]
+    noisy = with_label_noise(data, cfg.label_noise, seed=0)
+    run = train_net(cfg, "standard_noisy", noisy)
     from tapjax.checkpoints import load_checkpoint  # pylint: disable=import-outside-toplevel
     from tapjax.models import ModelConfig, error_rate  # pylint: disable=import-outside-toplevel
-    path = checkpoint_at(run, FLAGS.epochs)
+    path = checkpoint_at(run, cfg.epochs)
     params, _ = load_checkpoint(path)
-    mcfg = ModelConfig(kind="standard", widths=tuple(int(w) for w in FLAGS.widths))
+    mcfg = ModelConfig(kind="standard", widths=cfg.widths)
     train_err = error_rate(mcfg, params, noisy.x_train, noisy.y_train)
-    results[f"{FLAGS.label_noise:.0%} label noise"] = [
-        compute_curve(wd, "standard_noisy", path, temps, tap_ref, extra={"train_error": train_err})]
+    results[f"{cfg.label_noise:.0%} label noise"] = [
+        compute_curve(cfg, "standard_noisy", path, temps, tap_ref, extra={"train_error": train_err})]
     plot_group(os.path.join(wd, "overlap_conditions.png"), results,
-               f"standard nets after {FLAGS.epochs} epochs-equivalent: training conditions")
+               f"standard nets after {cfg.epochs} epochs-equivalent: training conditions")
     summary["conditions"] = {k: row(v[0]) for k, v in results.items()}
 
 
-def part_planted(wd, data, temps, summary, tap_ref):
+def part_planted(cfg: OverlapExperiment, data, temps, summary, tap_ref):
+    wd = cfg.workdir
     from tapjax.checkpoints import load_checkpoint  # pylint: disable=import-outside-toplevel
     from tapjax.models import ModelConfig  # pylint: disable=import-outside-toplevel
-    mcfg = ModelConfig(kind="standard", widths=tuple(int(w) for w in FLAGS.widths))
+    mcfg = ModelConfig(kind="standard", widths=cfg.widths)
     groups = {"clean": [], "planted": []}
-    for seed in range(FLAGS.seeds):
+    for seed in range(cfg.seeds):
         for group in groups:
-            d = data if group == "clean" else with_planted_pattern(data, FLAGS.plant_fraction, FLAGS.patch, 0, seed)
+            d = data if group == "clean" else with_planted_pattern(data, cfg.plant_fraction, cfg.patch, 0, seed)
             name = "standard_base" if (group == "clean" and seed == 0) else f"standard_{group}_s{seed}"
-            run = train_net(wd, name, d, seed=seed)
-            path = checkpoint_at(run, FLAGS.epochs)
-            asr = attack_success(mcfg, load_checkpoint(path)[0], data, FLAGS.patch, 0)
-            cname = f"standard_t{float(FLAGS.epochs):g}" if name == "standard_base" else name
-            res = compute_curve(wd, cname, path, temps, tap_ref)
+            run = train_net(cfg, name, d, seed=seed)
+            path = checkpoint_at(run, cfg.epochs)
+            asr = attack_success(mcfg, load_checkpoint(path)[0], data, cfg.patch, 0)
+            cname = f"standard_t{float(cfg.epochs):g}" if name == "standard_base" else name
+            res = compute_curve(cfg, cname, path, temps, tap_ref)
             res.meta.update(group=group, seed=seed, attack_success=asr)
             groups[group].append(res)
     # sampler-only variability: the clean seed-0 net with another sampler seed
-    resample = compute_curve(wd, "standard_base_sampler_seed1", checkpoint_at(os.path.join(wd, "nets", "standard_base"),
-                                                                              FLAGS.epochs), temps, tap_ref, seed=1)
+    resample = compute_curve(cfg, "standard_base_sampler_seed1", checkpoint_at(os.path.join(wd, "nets", "standard_base"),
+                                                                              cfg.epochs), temps, tap_ref, seed=1)
     plot_group(os.path.join(wd, "overlap_planted.png"), groups,
-               f"clean vs planted ({FLAGS.plant_fraction:.0%} of images with a {FLAGS.patch}x{FLAGS.patch} patch → 0), "
-               f"{FLAGS.seeds} seeds each")
-    patch_sites = patch_pixels(FLAGS.patch)        # input layer = the first 784 spins
+               f"clean vs planted ({cfg.plant_fraction:.0%} of images with a {cfg.patch}x{cfg.patch} patch → 0), "
+               f"{cfg.seeds} seeds each")
+    patch_sites = patch_pixels(cfg.patch)        # input layer = the first 784 spins
     stats = {}
     for label, pick in (("global", lambda r: r.qbar), ("layer0", lambda r: r.qbar_layer[:, 0]),
                         ("layer1", lambda r: r.qbar_layer[:, 1]), ("layer2", lambda r: r.qbar_layer[:, 2]),
@@ -496,37 +513,34 @@ def part_planted(wd, data, temps, summary, tap_ref):
         windows[g] = []
         for res in results:
             tc = res.meta.get("tc_tap") or res.meta["tc_gaussian"]
-            i = index_at(res, FLAGS.map_T_frac * tc)
+            i = temperature_index(res, cfg.map_T_frac * tc)
             indices[id(res)] = i
-            bw = best_window(input_map(res, i), FLAGS.patch)
-            prow = patch_pixels(FLAGS.patch)[0] // 28
+            bw = best_window(input_map(res, i), cfg.patch)
+            prow = patch_pixels(cfg.patch)[0] // 28
             bw.update(T=float(res.temperatures[i]), seed=res.meta.get("seed"),
                       hits_patch=bool(abs(bw["row"] - prow) <= 1 and abs(bw["col"] - prow) <= 1),
-                      patch_mean=float(input_map(res, i).ravel()[patch_pixels(FLAGS.patch)].mean()),
+                      patch_mean=float(input_map(res, i).ravel()[patch_pixels(cfg.patch)].mean()),
                       map_mean=float(input_map(res, i).mean()))
             windows[g].append(bw)
-    plot_maps(os.path.join(wd, "overlap_planted_maps.png"), groups, indices, FLAGS.patch)
+    plot_maps(os.path.join(wd, "overlap_planted_maps.png"), groups, indices, cfg.patch)
     summary["planted"] = {"rows": [row(r) for g in groups.values() for r in g], "separation": stats,
                           "sampler_seed_max_abs_diff_qbar": mc_noise, "input_map_best_window": windows}
 
 
-def part_low_t(wd, summary, tap_ref):
+def part_low_t(cfg: OverlapExperiment, summary, tap_ref):
     """Longer, denser run below T = 2 for the final standard net: is the low-T dip of the curve real?"""
+    wd = cfg.workdir
     run = os.path.join(wd, "nets", "standard_base")
-    path = checkpoint_at(run, FLAGS.epochs)
-    temps = np.geomspace(FLAGS.t_min, 2.0, 24)
-    saved = FLAGS.n_burn, FLAGS.n_measure
-    FLAGS.n_burn, FLAGS.n_measure = 4 * saved[0], 4 * saved[1]
-    try:
-        long = compute_curve(wd, f"standard_t{float(FLAGS.epochs):g}_lowT_long", path, temps, tap_ref)
-    finally:
-        FLAGS.n_burn, FLAGS.n_measure = saved
-    short = compute_curve(wd, f"standard_t{float(FLAGS.epochs):g}", path,
-                          np.geomspace(FLAGS.t_min, FLAGS.t_max, FLAGS.n_temps), tap_ref)
+    path = checkpoint_at(run, cfg.epochs)
+    temps = np.geomspace(cfg.t_min, 2.0, 24)
+    longer = dataclasses.replace(cfg, n_burn=4 * cfg.n_burn, n_measure=4 * cfg.n_measure)
+    long = compute_curve(longer, f"standard_t{float(cfg.epochs):g}_lowT_long", path, temps, tap_ref)
+    short = compute_curve(cfg, f"standard_t{float(cfg.epochs):g}", path, cfg.temperatures, tap_ref)
+    saved = cfg.n_burn, cfg.n_measure
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
-    for res, lab in ((short, f"{saved[0]}+{saved[1]} sweeps, 32 T in [{FLAGS.t_min:g}, {FLAGS.t_max:g}]"),
-                     (long, f"{4 * saved[0]}+{4 * saved[1]} sweeps, 24 T in [{FLAGS.t_min:g}, 2]")):
+    for res, lab in ((short, f"{saved[0]}+{saved[1]} sweeps, 32 T in [{cfg.t_min:g}, {cfg.t_max:g}]"),
+                     (long, f"{4 * saved[0]}+{4 * saved[1]} sweeps, 24 T in [{cfg.t_min:g}, 2]")):
         m = res.temperatures <= 2.05
         axes[0].errorbar(res.temperatures[m], res.qbar[m], yerr=res.qbar_err[m], marker="o", ms=3, label=lab)
         axes[1].plot(res.temperatures[m], res.qbar_layer[m, 1], marker="o", ms=3, label=lab)
@@ -535,7 +549,7 @@ def part_low_t(wd, summary, tap_ref):
         ax.set_xlabel("T")
         ax.set_ylabel(r"$\bar Q$ " + t)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"standard net t={FLAGS.epochs}: low-temperature region, short vs 4x longer run", fontsize=10)
+    fig.suptitle(f"standard net t={cfg.epochs}: low-temperature region, short vs 4x longer run", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(wd, "overlap_lowT.png"), dpi=110)
     plt.close(fig)
@@ -546,63 +560,77 @@ def part_low_t(wd, summary, tap_ref):
                         "long_tau_qbar": long.tau_qbar.tolist()}
 
 
-def part_paper(wd, summary):
+def part_paper(cfg: OverlapExperiment, summary):
+    wd = cfg.workdir
     from tapjax import overlap as ov  # pylint: disable=import-outside-toplevel
     from tapjax.checkpoints import list_checkpoints, load_checkpoint  # pylint: disable=import-outside-toplevel
     from tapjax.models import weights_from_params  # pylint: disable=import-outside-toplevel
     from tapjax.spin_model import couplings  # pylint: disable=import-outside-toplevel
-    paths = list_checkpoints(FLAGS.paper_run)
+    paths = list_checkpoints(cfg.paper_run)
     if not paths:
-        print(f"  paper: no checkpoints under {FLAGS.paper_run}; skipped", flush=True)
+        print(f"  paper: no checkpoints under {cfg.paper_run}; skipped", flush=True)
         return
     first, last = paths[0], paths[-1]
     c_last = couplings(weights_from_params(load_checkpoint(last)[0]))
     c0 = couplings(weights_from_params(load_checkpoint(first)[0]))
-    temps = np.geomspace(0.4 * ov.gaussian_equivalent_tc(c0), 1.5 * ov.largest_bond_eigenvalue(c_last), FLAGS.n_temps)
-    out = [compute_curve(wd, f"paper_{os.path.basename(p)[:-4]}", p, temps, None) for p in (first, last)]
+    temps = np.geomspace(0.4 * ov.gaussian_equivalent_tc(c0), 1.5 * ov.largest_bond_eigenvalue(c_last), cfg.n_temps)
+    out = [compute_curve(cfg, f"paper_{os.path.basename(p)[:-4]}", p, temps, None) for p in (first, last)]
     plot_group(os.path.join(wd, "overlap_paper.png"),
                {f"t={r.meta['t']:g} ep, err={r.meta['val_error']:.3f}": [r] for r in out},
                "full-MNIST 784-512-512-512-10 standard net, lr=1e-4", layers=(None, 1, 3))
     summary["paper"] = [row(r) for r in out]
 
 
-def main(argv):
-    del argv
+def run(cfg: OverlapExperiment) -> dict:
+    """Runs ``cfg.parts`` in order; updates and returns ``cfg.workdir/summary.json``."""
+    from tapjax.checkpoints import atomic_write_json  # pylint: disable=import-outside-toplevel
     from tapjax.data import load_dataset  # pylint: disable=import-outside-toplevel
-    wd = FLAGS.workdir
+    wd = cfg.workdir
     os.makedirs(os.path.join(wd, "curves"), exist_ok=True)
     data = load_dataset("embedded")
-    temps = np.geomspace(FLAGS.t_min, FLAGS.t_max, FLAGS.n_temps)
+    temps = cfg.temperatures
     summary_path = os.path.join(wd, "summary.json")
     summary = {}
     if os.path.exists(summary_path):
         with open(summary_path) as f:
             summary = json.load(f)
-    summary["settings"] = {k: FLAGS[k].value for k in ("widths", "epochs", "lr", "times", "n_replicas", "n_temps",
-                                                      "t_min", "t_max", "n_burn", "n_measure", "seeds",
-                                                      "plant_fraction", "patch", "label_noise", "small_n")}
+    summary["settings"] = {k: getattr(cfg, k) for k in ("widths", "epochs", "lr", "times", "n_replicas", "n_temps",
+                                                        "t_min", "t_max", "n_burn", "n_measure", "seeds",
+                                                        "plant_fraction", "patch", "label_noise", "small_n")}
     t0 = time.time()
     tap_ref = None
-    for part in FLAGS.parts:
+
+    def base_reference():
+        return tap_ref if tap_ref is not None else untrained_tap_reference(cfg, train_net(cfg, "standard_base", data))
+
+    for part in cfg.parts:
         print(f"[{time.time() - t0:6.0f} s] part {part}", flush=True)
         if part == "training":
-            tap_ref = part_training(wd, data, temps, summary)
-        elif part in ("conditions", "planted"):
-            if tap_ref is None:
-                tap_ref = untrained_tap_reference(train_net(wd, "standard_base", data))
-            (part_conditions if part == "conditions" else part_planted)(wd, data, temps, summary, tap_ref)
+            tap_ref = part_training(cfg, data, temps, summary)
+        elif part == "conditions":
+            tap_ref = base_reference()
+            part_conditions(cfg, data, temps, summary, tap_ref)
+        elif part == "planted":
+            tap_ref = base_reference()
+            part_planted(cfg, data, temps, summary, tap_ref)
         elif part == "paper":
-            part_paper(wd, summary)
+            part_paper(cfg, summary)
         elif part == "lowT":
-            if tap_ref is None:
-                tap_ref = untrained_tap_reference(train_net(wd, "standard_base", data))
-            part_low_t(wd, summary, tap_ref)
-        else:
-            raise app.UsageError(f"unknown part {part!r}")
+            tap_ref = base_reference()
+            part_low_t(cfg, summary, tap_ref)
         summary.setdefault("seconds", {})[part] = time.time() - t0
-        from tapjax.checkpoints import atomic_write_json  # pylint: disable=import-outside-toplevel
         atomic_write_json(summary_path, summary)
     print(f"[{time.time() - t0:6.0f} s] done: {summary_path}", flush=True)
+    return summary
+
+
+def main(argv):
+    del argv
+    try:
+        cfg = OverlapExperiment.from_flags(FLAGS)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    run(cfg)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Every statistical check has a negative control showing that it can fail.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -456,3 +457,77 @@ def test_bad_inputs_raise(tiny):
         sample(heat_bath.spin_system(c), [1.0, 0.5, 2.0], SamplerConfig(n_measure=2), jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="clamp"):
         ov.build_system(c.weights, input_layer="clamped")
+
+
+# --------------------------------------------------------------------------- curve readouts (shape.py)
+def _curve(temps, qbar, floor, qbar_layer=None, floor_layer=(), layers=()):
+    from types import SimpleNamespace
+    return SimpleNamespace(temperatures=np.asarray(temps), qbar=np.asarray(qbar), floor=floor,
+                           qbar_layer=np.asarray(qbar_layer) if qbar_layer is not None else None,
+                           floor_layer=tuple(floor_layer), layers=tuple(layers))
+
+
+def test_onset_temperature_is_the_highest_grid_T_above_five_percent():
+    from tapjax.overlap.shape import onset_temperature
+    temps = np.geomspace(0.4, 16.0, 32)
+    floor, floor1 = 0.0246, 0.07
+    x = np.clip(1.5 - temps, 0.0, None)                       # excess overlap, > 0.05 below T = 1.45
+    x1 = np.clip(2.0 - temps, 0.0, None)                      # layer 1 orders at a higher T
+    res = _curve(temps, floor + (1 - floor) * x, floor,
+                 np.stack([floor + (1 - floor) * x, floor1 + (1 - floor1) * x1], 1), (floor, floor1), (0, 1))
+    assert onset_temperature(res) == temps[temps < 1.45].max()
+    assert onset_temperature(res, layer=1) == temps[temps < 1.95].max()
+    # the rule normalizes by the floor: the same curve with a higher floor starts later
+    assert onset_temperature(_curve(temps, res.qbar, 0.2)) < onset_temperature(res)
+    assert np.isnan(onset_temperature(_curve(temps, np.full(32, floor), floor)))   # never orders
+    with pytest.raises(ValueError, match="layer=3"):
+        onset_temperature(res, layer=3)
+
+
+def test_pq_shape_binder_dip_and_peak():
+    from types import SimpleNamespace
+    from tapjax.overlap.shape import pq_shape, temperature_index
+    edges = np.linspace(-1.0, 1.0, 65)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    width = np.diff(edges)
+    gauss = np.exp(-0.5 * (centers / 0.15) ** 2)
+    peaks = np.where(np.abs(np.abs(centers) - 0.5) < 0.02, 1.0, 0.0)     # two bins at ±0.5
+    pq = np.stack([g / np.sum(g * width) for g in (gauss, peaks)])
+    res = SimpleNamespace(temperatures=np.array([2.0, 0.5]), bin_edges=edges, pq=pq, pq_layer=pq[:, None],
+                          layers=(1,))
+    g, p = pq_shape(res, 0), pq_shape(res, 1, layer=1)
+    assert abs(g["binder"]) < 0.02 and g["dip"] > 0.9                   # paramagnet: Gaussian P(q)
+    q = centers[peaks > 0]                                               # ±0.484, ±0.516
+    np.testing.assert_allclose(p["binder"], 0.5 * (3 - np.mean(q ** 4) / np.mean(q ** 2) ** 2), rtol=1e-12)
+    assert p["binder"] > 0.99 and p["dip"] < 1e-9                        # one Z2 pair of states
+    assert abs(p["q_star"] - 0.5) <= 1.5 * width[0] and p["T"] == 0.5
+    assert temperature_index(res, 0.6) == 1 and temperature_index(res, 1.5) == 0
+
+
+# --------------------------------------------------------------------------- experiments/overlap.py
+def test_overlap_experiment_config_from_flags():
+    import ast
+    import copy
+    import inspect
+    from absl import flags
+    from experiments import overlap as script
+    fl = flags.FlagValues()
+    for name in dir(flags.FLAGS):                 # the script's flags, on a private FlagValues
+        if name in {f.name for f in dataclasses.fields(script.OverlapExperiment)}:
+            fl[name] = copy.deepcopy(flags.FLAGS[name])     # no shared state with FLAGS
+    fl(["overlap", "--parts=training,lowT", "--widths=32,10", "--times=0,2.5", "--workdir=/tmp/x"])
+    cfg = script.OverlapExperiment.from_flags(fl)
+    assert cfg.parts == ("training", "lowT") and cfg.widths == (32, 10) and cfg.times == (0.0, 2.5)
+    assert cfg.workdir == "/tmp/x" and cfg.n_burn == 400
+    np.testing.assert_allclose(cfg.temperatures[[0, -1]], [0.4, 16.0])
+    defaults = script.OverlapExperiment()
+    assert not any(str(getattr(defaults, f.name)).startswith("/") for f in dataclasses.fields(defaults))
+    with pytest.raises(ValueError, match="unknown"):
+        script.OverlapExperiment(parts=("training", "typo"))
+    with pytest.raises(ValueError, match="--paper_run"):
+        script.OverlapExperiment(parts=("paper",))
+    # only main() reads FLAGS (helpers take the config)
+    tree = ast.parse(inspect.getsource(script))
+    readers = {fn.name for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef)
+               for node in ast.walk(fn) if isinstance(node, ast.Name) and node.id == "FLAGS"}
+    assert readers == {"main"}, readers
