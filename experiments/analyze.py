@@ -1,19 +1,21 @@
 r"""TAP analysis of every checkpoint of a training run (paper sections 3.2–3.4).
 
     python -m experiments.analyze --workdir=runs/standard_lr1e-4 --out=runs/analysis/standard_lr1e-4
+    python -m experiments.analyze --source=model.safetensors --reference=shuffled
 
-Writes, for the run in ``--workdir`` (which is only read):
+Prints the summary table and writes, for the run in ``--workdir`` (which is only read):
 
-* ``OUT.npz`` / ``OUT.json`` — one row per checkpoint: t, validation error, β_c, T_c,
-  λ_max(J), λ_min(R), s0/s_typ (root search on the block recurrence, eqs. 26–27, with the
-  section-3.2 finite-size threshold; Lanczos for the threshold and λ_max(J));
+* ``OUT.npz`` / ``OUT.json`` (+ ``OUT.csv``, ``OUT_table.json``, ``OUT_layers.csv`` for pandas) —
+  one row per checkpoint: t, validation error, β_c, T_c, λ_max(J), λ_min(R), s0/s_typ, crossing
+  (:func:`tapjax.analysis.analyze`: root search on the block recurrence, eqs. 26–27, with the
+  §3.2 reference threshold of :mod:`tapjax.reference`);
 * ``OUT_ends.npz`` / ``OUT_ends.json`` — the first and last checkpoints only, with the whole
   λ_min(I − M(β)) curve (Fig. 5) and the dense spectra of I − M at T_c (Fig. 7) and of J
   (Fig. 9). Dense spectra are kept only there because each is an N×N ``eigvalsh``.
 
-Checkpoints where the root search's β scan (with the reference β* as hint) finds no crossing
-(a nearly untrained net: the curve only just touches λ* near its minimum) get β_c from a local
-search near the reference β* instead of NaN (:func:`fill_no_crossing`; listed under ``info.beta_c_filled``).
+Checkpoints without a crossing follow the library's one rule (:mod:`tapjax.analysis`): a local
+search near β*, then ``crossing`` = ``"near β*"`` / ``"touch"`` / ``"none ≤ β_max"`` (NaN β_c).
+With ``--source`` any network or series is analyzed (``OUT_tc.png`` is the T_c(t) figure).
 
 Re-running skips each output that exists and is newer than the run's last checkpoint
 (``--force`` recomputes).
@@ -21,7 +23,6 @@ Re-running skips each output that exists and is newer than the run's last checkp
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -31,7 +32,7 @@ from absl import app, flags
 
 from tapjax import analysis
 from tapjax import checkpoints as ckpt
-from tapjax import recurrence, spectra, tap
+from tapjax import spectra, tap
 from tapjax.spin_model import couplings
 
 FLAGS = flags.FLAGS
@@ -39,12 +40,17 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Run directory with checkpoints/ (read only).")
+    flags.DEFINE_string("source", None, "Instead of --workdir: any network or series tapjax.analyze reads "
+                        "(file, directory of snapshots, tapjax run).")
+    flags.DEFINE_enum("reference", None, ["auto", "init", "shuffled", "gaussian", "msk"],
+                      "§3.2 reference (tapjax.reference; default init for --workdir, auto for --source).")
+    flags.DEFINE_enum("layout", None, ["in_out", "out_in"], "Weight layout of raw array sources.")
     flags.DEFINE_string("out", None, "Output prefix (default: WORKDIR/analysis).")
     flags.DEFINE_enum("method", "recurrence", ["recurrence", "bisection", "grid"],
                       "β_c search: recurrence root search (secant), recurrence bisection, or the paper's grid.")
     flags.DEFINE_enum("backend", "lanczos", ["lanczos", "dense"], "λ_min(I − M) backend for threshold and curves.")
     flags.DEFINE_integer("num_betas", 128, "β grid size (threshold search and the Fig. 5 curves).")
-    flags.DEFINE_float("beta_max", None, "Largest β (default: 2× the analytic MSK β_c).")
+    flags.DEFINE_float("beta_max", None, "Largest β (default: 2× the MSK β_c of the measured init scales).")
     flags.DEFINE_bool("ends", True, "Also write OUT_ends.* (curves and dense spectra of first/last checkpoint).")
     flags.DEFINE_bool("curves", False, "Also store λ_min(I − M(β)) on the β grid for every checkpoint in OUT.npz.")
     flags.DEFINE_bool("x64", False, "Analyze in float64 (enables jax_enable_x64).")
@@ -71,59 +77,40 @@ def is_up_to_date(workdir: str, out_prefix: str, ends: bool = True) -> bool:
     return _fresh(workdir, output_paths(out_prefix, ends))
 
 
-def _from_saved(d: dict) -> analysis.Analysis:
-    """An :class:`~tapjax.analysis.Analysis` back from :func:`~tapjax.analysis.load_analysis`."""
-    fields = {f.name for f in dataclasses.fields(analysis.Analysis)}
-    kw = {k: v for k, v in d.items() if k in fields and k not in ("threshold", "analytic_beta_c", "info")}
-    return analysis.Analysis(threshold=float(d["threshold"]), analytic_beta_c=float(d["analytic_beta_c"]),
-                             info=d["json"]["info"], **kw)
+def _from_saved(prefix: str) -> analysis.Analysis:
+    """An :class:`~tapjax.analysis.Analysis` back from :func:`~tapjax.analysis.save_analysis` files."""
+    return analysis.read_analysis(prefix)
 
 
 def _couplings(hist: ckpt.RunHistory, i: int, dtype=None):
-    return couplings(hist.weights_at(i), name=hist.paths[i], dtype=dtype)
+    return couplings(hist.weights_at(i), name=hist.paths[i] if hist.paths else f"snapshot {i}", dtype=dtype)
 
 
 def fill_no_crossing(hist: ckpt.RunHistory, a: analysis.Analysis, backend: str = "lanczos",
                      bracket: float = 0.4, rtol: float = 1e-4, dtype=None) -> analysis.Analysis:
-    r"""Fills NaN β_c of checkpoints where the root search's scan found no crossing.
-
-    A nearly untrained net (small lr, early times) has a λ_min(β) curve that only just touches
-    the threshold λ* near the reference β* (the t = 0 minimum), in a window narrower than the
-    scan spacing — or, within numerical noise, not at all. For each such checkpoint:
-
-    * if :math:`(1-\lambda^*)I - M(\beta^*)` is not positive definite, the crossing is bracketed in
-      ``[(1 − bracket) β*, β*]`` and bisected with the same recurrence PD test (``rtol``);
-    * otherwise β_c is put at the minimum of λ_min(β) (golden section on
-      ``[(1 − bracket) β*, (1 + bracket) β*]``), the temperature of closest approach.
-
-    s0/s_typ is computed at the new β_c. Every filled time, the rule used and (for the second
-    rule) how far the minimum stays above λ* are listed in ``a.info["beta_c_filled"]``.
-    """
+    """Deprecated: :func:`tapjax.analysis.analyze` (and ``analyze_run``) already apply the library's
+    no-crossing rule (:func:`tapjax.analysis.resolve_no_crossing`). This applies that same rule to
+    any NaN β_c row of ``a`` and records it in ``a.crossing``; rows with no crossing stay NaN
+    (the old filler value — the β of closest approach — is no longer produced)."""
+    import warnings  # pylint: disable=import-outside-toplevel
+    warnings.warn("experiments.analyze.fill_no_crossing is deprecated: tapjax.analysis.analyze applies "
+                  "the no-crossing rule itself", DeprecationWarning, stacklevel=2)
     bad = np.nonzero(~np.isfinite(a.beta_c))[0]
     if bad.size == 0:
         return a
     b_star = float(a.info.get("threshold_beta", a.analytic_beta_c))
-    lo0, hi0 = (1 - bracket) * b_star, (1 + bracket) * b_star
     t_index = {float(t): i for i, t in enumerate(hist.t)}
-    filled = []
+    crossing = np.asarray(a.crossing if a.crossing is not None else
+                          ["yes" if np.isfinite(b) else "none ≤ β_max" for b in a.beta_c], dtype=object)
+    margin = np.full(len(a.t), np.nan) if a.closest_margin is None else np.asarray(a.closest_margin, float)
     for row in bad:
         c = _couplings(hist, t_index[float(a.t[row])], dtype)
-        pd = lambda b: bool(recurrence.positive_definite(c, b, a.threshold))
-        if not pd(b_star) and pd(lo0):
-            lo, hi = lo0, b_star
-            while hi - lo > rtol * hi:
-                mid = 0.5 * (lo + hi)
-                lo, hi = (mid, hi) if pd(mid) else (lo, mid)
-            b, info = hi, {"rule": "narrow crossing bisected near beta*"}
-        else:
-            f = lambda b: float(tap.least_eigenvalue(c, np.array([b]), backend)[0])
-            b, v = tap.golden_min(f, lo0, hi0, rtol=1e-3)
-            info = {"rule": "minimum of lambda_min (no crossing)", "above_threshold": v - a.threshold}
-        a.beta_c[row] = b
-        a.level_spacing[row] = spectra.first_level_spacing(np.asarray(spectra.tap_spectrum(c, b)))
-        filled.append({"t": float(a.t[row]), "beta_c": float(b), **info})
+        b, flag, m = analysis.resolve_no_crossing(c, a.threshold, b_star, backend, rtol=rtol, width=bracket)
+        a.beta_c[row], crossing[row], margin[row] = b, flag, m
+        if np.isfinite(b):
+            a.level_spacing[row] = spectra.first_level_spacing(np.asarray(spectra.tap_spectrum(c, b)))
     a.T_c = 1.0 / a.beta_c
-    a.info["beta_c_filled"] = filled
+    a.crossing, a.closest_margin = np.asarray(crossing, str), margin
     return a
 
 
@@ -147,10 +134,12 @@ def analyze_ends(hist: ckpt.RunHistory, a: analysis.Analysis, betas: np.ndarray,
         lambda_max_J=pick(a.lambda_max_J), lambda_min_R=pick(a.lambda_min_R),
         level_spacing=pick(a.level_spacing), threshold=a.threshold, analytic_beta_c=a.analytic_beta_c,
         betas=np.asarray(betas), curves=np.stack(curves), tap_spectra=np.stack(tap_sp),
-        bond_spectra=np.stack(bond_sp), info={**a.info, "rows": "first and last checkpoint"})
+        bond_spectra=np.stack(bond_sp), info={**a.info, "rows": "first and last checkpoint"},
+        crossing=None if a.crossing is None else pick(a.crossing), reference=a.reference)
 
 
 _ROW_FIELDS = ("t", "val_error", "beta_c", "T_c", "lambda_max_J", "lambda_min_R", "level_spacing")
+_OPTIONAL_FIELDS = ("crossing", "closest_margin", "step")
 
 
 def merge_analyses(old: analysis.Analysis, new: analysis.Analysis) -> analysis.Analysis:
@@ -165,19 +154,23 @@ def merge_analyses(old: analysis.Analysis, new: analysis.Analysis) -> analysis.A
     add = np.array([float(t) not in have for t in new.t])
     cols = {k: np.concatenate([np.asarray(getattr(old, k)), np.asarray(getattr(new, k))[add]])
             for k in _ROW_FIELDS}
+    for k in _OPTIONAL_FIELDS:
+        if getattr(old, k) is not None and getattr(new, k) is not None:
+            cols[k] = np.concatenate([np.asarray(getattr(old, k)), np.asarray(getattr(new, k))[add]])
     order = np.argsort(cols["t"], kind="stable")
     info = {**old.info, **new.info}
     info["errors"] = {str(k): v for d in (old.info.get("errors", {}), new.info.get("errors", {}))
                       for k, v in d.items()}
-    filled = old.info.get("beta_c_filled", []) + [f for f in new.info.get("beta_c_filled", [])
-                                                  if float(f["t"]) not in have]
-    if filled:
-        info["beta_c_filled"] = filled
+    layers = None
+    if old.layers is not None and new.layers is not None and old.layers.names == new.layers.names:
+        cat = lambda k: np.concatenate([getattr(old.layers, k), getattr(new.layers, k)[add]])[order]
+        layers = analysis.LayerTable(names=old.layers.names, shapes=old.layers.shapes, sigma_max=cat("sigma_max"),
+                                     frobenius=cat("frobenius"), C=cat("C"), top_share=cat("top_share"))
     curves = None
     if old.curves is not None and new.curves is not None:
         curves = np.concatenate([np.asarray(old.curves), np.asarray(new.curves)[add]])[order]
-    return analysis.Analysis(**{k: v[order] for k, v in cols.items()}, threshold=old.threshold,
-                             analytic_beta_c=old.analytic_beta_c, info=info,
+    return analysis.Analysis(**{k: np.asarray(v)[order] for k, v in cols.items()}, threshold=old.threshold,
+                             analytic_beta_c=old.analytic_beta_c, info=info, reference=old.reference, layers=layers,
                              betas=old.betas if curves is not None else None, curves=curves)
 
 
@@ -189,20 +182,25 @@ def default_betas(analytic_beta_c: float, num_betas: int, beta_max: float | None
 def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "recurrence",
                     backend: str = "lanczos", num_betas: int = 128, beta_max: float | None = None,
                     ends: bool = True, curves: bool = False, dtype=None, force: bool = False,
-                    progress: bool = True) -> dict:
+                    reference: str = "init", progress: bool = True) -> dict:
     """Analyzes one run directory (read only) and writes the outputs under ``out_prefix``.
 
-    ``curves`` also stores λ_min(I − M(β)) on the β grid for every checkpoint; ``dtype``
+    The library does the work: :func:`tapjax.analysis.analyze` with the §3.2 reference of
+    :class:`tapjax.reference.Reference` (``reference`` kind, default ``"init"``; its β grid
+    ``linspace(0, beta_max, num_betas + 1)[1:]``, ``beta_max`` defaulting to twice the MSK β_c of
+    the measured init scales) and its no-crossing rule (``crossing`` column; NaN β_c where there
+    is none). ``curves`` also stores λ_min(I − M(β)) on the β grid for every checkpoint; ``dtype``
     (e.g. ``jnp.float64`` with x64 enabled) sets the analysis precision.
 
     Each of the two outputs (all checkpoints; first/last with curves and spectra) is skipped
     when it is newer than the run's last checkpoint, unless ``force``. A stale table computed
-    with the same settings is extended: only checkpoints it lacks are analyzed (a run that is
-    still training costs only its new checkpoints).
+    with the same settings is extended with the *same* reference (its saved
+    :class:`~tapjax.reference.ReferenceResult`): only checkpoints it lacks are analyzed.
 
     Returns:
       ``{"outputs": [...], "skipped": bool, "seconds": float, "checkpoints": int}``.
     """
+    from tapjax.reference import Reference, ReferenceResult  # pylint: disable=import-outside-toplevel
     main_out, ends_out = output_paths(out_prefix, False), output_paths(out_prefix + "_ends", False)
     main_fresh = not force and _fresh(workdir, main_out)
     ends_fresh = not ends or (not force and _fresh(workdir, ends_out))
@@ -213,51 +211,88 @@ def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "recurrence"
     t0 = time.monotonic()
     hist = ckpt.load_run(workdir)
     settings = {"method": method, "backend": backend, "num_betas": num_betas, "beta_max": beta_max}
+    if reference != "init":
+        settings["reference"] = reference
     if curves:
         settings["curves"] = True
     if dtype is not None and np.dtype(dtype) != np.float32:
         settings["dtype"] = str(np.dtype(dtype))
     extra = {"dtype": dtype} if dtype is not None else {}
     if main_fresh:
-        a = _from_saved(analysis.load_analysis(out_prefix))
+        a = _from_saved(out_prefix)
     else:
         prev = None
         if not force and all(os.path.exists(p) for p in main_out):
-            prev = _from_saved(analysis.load_analysis(out_prefix))
-            if prev.info.get("settings") != settings:
+            try:
+                prev = _from_saved(out_prefix)
+            except (ckpt.CheckpointError, ValueError, KeyError, OSError):
+                prev = None      # unreadable stale output: recompute everything
+            if prev is not None and (prev.info.get("settings") != settings or prev.reference is None):
                 prev = None
         done = set() if prev is None else {float(t) for t in prev.t}
         todo = [i for i, t in enumerate(hist.t) if float(t) not in done]
-        a = analysis.analyze_run(hist, method=method, backend=backend, num_betas=num_betas,
-                                 beta_max=beta_max, level_spacing=True, progress=progress,
-                                 indices=todo, curves=curves, **extra)
-        a = fill_no_crossing(hist, a, backend, dtype=dtype)
-        a.info.update(workdir=os.path.abspath(workdir), settings=settings)
+        if prev is not None:
+            ref = ReferenceResult.from_dict(prev.reference)
+        else:
+            grid = None
+            if beta_max is not None:
+                grid = tuple(np.linspace(0.0, beta_max, num_betas + 1)[1:])
+            ref = Reference(kind=reference, num_betas=num_betas, betas=grid, backend=backend)
+        a = analysis.analyze(hist, ref, method={"recurrence": "secant", "bisection": "bisect",
+                                                "grid": "grid"}[method],
+                             level_spacing=True, level_method="dense", progress=progress, indices=todo,
+                             curves=curves, **extra)
+        a.info.update(workdir=os.path.abspath(workdir), settings=settings, backend=backend)
         if prev is not None:
             a = merge_analyses(prev, a)
         analysis.save_analysis(a, out_prefix)
     if not ends_fresh:
         betas = default_betas(a.analytic_beta_c, num_betas, beta_max)
+        rb = (a.reference or {}).get("info", {}).get("grid_beta_max")
+        if rb and beta_max is None:   # the reference grid after any extension
+            betas = np.linspace(0.0, rb, num_betas + 1)[1:]
         analysis.save_analysis(analyze_ends(hist, a, betas, backend, dtype), out_prefix + "_ends")
     return {"outputs": output_paths(out_prefix, ends), "skipped": False,
             "seconds": time.monotonic() - t0, "checkpoints": len(hist)}
 
 
+def analyze_source(source: str, out_prefix: str, *, reference: str = "auto", layout=None,
+                   dtype=None, progress: bool = True) -> dict:
+    """Any source :func:`tapjax.analyze` reads → ``OUT.{npz,json,csv}``, ``OUT_layers.csv``, ``OUT_tc.png``."""
+    a = analysis.analyze(source, reference, layout=layout, dtype=dtype, progress=progress)
+    analysis.save_analysis(a, out_prefix)
+    files = list(analysis.table_paths(out_prefix).values())
+    try:
+        files.append(a.plot(out_prefix + "_tc.png"))
+    except ValueError as e:      # every value NaN: say so instead of an empty figure
+        a.info["plot"] = str(e)
+    return {"outputs": files, "analysis": a}
+
+
 def main(argv):
     del argv
-    if not FLAGS.workdir:
-        raise app.UsageError("--workdir is required")
-    out = FLAGS.out or os.path.join(FLAGS.workdir, "analysis")
+    if not FLAGS.workdir and not FLAGS.source:
+        raise app.UsageError("--workdir (a tapjax run) or --source (any network or series) is required")
     dtype = None
     if FLAGS.x64:
         import jax  # pylint: disable=import-outside-toplevel
         jax.config.update("jax_enable_x64", True)
         dtype = np.float64
-    res = analyze_workdir(FLAGS.workdir, out, method=FLAGS.method, backend=FLAGS.backend,
-                          num_betas=FLAGS.num_betas, beta_max=FLAGS.beta_max, ends=FLAGS.ends,
-                          curves=FLAGS.curves, dtype=dtype, force=FLAGS.force,
-                          progress=FLAGS.progress)
-    print(json.dumps({**res, "seconds": round(res["seconds"], 1)}))
+    if FLAGS.source:
+        out = FLAGS.out or os.path.splitext(os.path.abspath(FLAGS.source.rstrip("/")))[0] + "_analysis"
+        res = analyze_source(FLAGS.source, out, reference=FLAGS.reference or "auto", layout=FLAGS.layout,
+                             dtype=dtype, progress=FLAGS.progress)
+    else:
+        out = FLAGS.out or os.path.join(FLAGS.workdir, "analysis")
+        res = analyze_workdir(FLAGS.workdir, out, method=FLAGS.method, backend=FLAGS.backend,
+                              num_betas=FLAGS.num_betas, beta_max=FLAGS.beta_max, ends=FLAGS.ends,
+                              curves=FLAGS.curves, dtype=dtype, force=FLAGS.force,
+                              reference=FLAGS.reference or "init", progress=FLAGS.progress)
+    a = res.pop("analysis", None)
+    if a is None:
+        a = _from_saved(out)
+    print(a.summary())
+    print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in res.items()}, indent=1))
 
 
 if __name__ == "__main__":

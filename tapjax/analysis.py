@@ -331,9 +331,18 @@ class _Phases:
 
 
 # --------------------------------------------------------------------------- the no-crossing rule
-def _resolve_no_crossing(c: LayeredCouplings, thr: float, beta_star: float, backend: str,
-                         num_iter: int, rtol: float, touch_atol: float, width: float = 0.4):
-    """The module docstring's rule for a snapshot whose scan found no crossing → (β_c, flag, margin)."""
+def resolve_no_crossing(c: LayeredCouplings, thr: float, beta_star: float, backend: str = "dense",
+                        num_iter: int = 120, rtol: float = 1e-4, touch_atol: float = 1e-4,
+                        width: float = 0.4) -> tuple[float, str, float]:
+    """The no-crossing rule (module docstring) for one snapshot whose scan found no crossing.
+
+    Golden-section minimum of λ_min(I − M(β)) (``backend``) on ``[(1 − width) β*, (1 + width) β*]``;
+    below λ*: PD-test bisection of the crossing (``"near β*"``); within ``touch_atol`` above it:
+    ``"touch"`` at the closest approach; else ``"none ≤ β_max"`` with β_c = NaN.
+
+    Returns:
+      ``(beta_c, crossing flag, closest margin min λ_min − λ*)``.
+    """
     lo0, hi0 = (1 - width) * beta_star, (1 + width) * beta_star
     kw = {"num_iter": min(num_iter, c.num_spins)} if backend == "lanczos" else {}
     f = lambda b: float(tap.least_eigenvalue(c, np.array([b]), backend, **kw)[0])
@@ -529,7 +538,7 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
             bc[row], crossing[row] = beta_star, "reference"
         elif not crossed[row]:
             c = couplings(tuple(w[row] for w in ws), name=name(i), dtype=dtype)
-            bc[row], crossing[row], margin[row] = _resolve_no_crossing(
+            bc[row], crossing[row], margin[row] = resolve_no_crossing(
                 c, thr, beta_star, res_backend, lanczos_iter, rtol, touch_atol)
     info["touch_atol"] = touch_atol
     info["no_crossing_rule"] = ("scan + hint β*, then golden-section λ_min on [0.6β*, 1.4β*]: "
@@ -707,5 +716,23 @@ def load_analysis(path_prefix: str) -> dict[str, Any]:
     return d
 
 
+def read_analysis(path_prefix: str) -> Analysis:
+    """An :class:`Analysis` back from the files :func:`save_analysis` wrote."""
+    d = load_analysis(path_prefix)
+    fields = {f.name for f in dataclasses.fields(Analysis)}
+    skip = ("threshold", "analytic_beta_c", "info", "crossing", "reference", "layers")
+    kw = {k: v for k, v in d.items() if k in fields and k not in skip}
+    js = d["json"]
+    layers = None
+    if "layers_names" in d:
+        layers = LayerTable(names=tuple(str(v) for v in d["layers_names"]), shapes=d["layers_shapes"],
+                            sigma_max=d["layers_sigma_max"], frobenius=d["layers_frobenius"], C=d["layers_C"],
+                            top_share=d["layers_top_share"])
+    crossing = np.asarray(d["crossing"], str) if "crossing" in d else None
+    return Analysis(threshold=float(d["threshold"]), analytic_beta_c=float(d["analytic_beta_c"]),
+                    info=js.get("info", {}), crossing=crossing, reference=js.get("reference"),
+                    layers=layers, **kw)
+
+
 __all__ = ["Analysis", "CROSSING_VALUES", "LayerTable", "analyze", "analyze_run", "load_analysis",
-           "save_analysis", "table_paths"]
+           "read_analysis", "resolve_no_crossing", "save_analysis", "table_paths"]

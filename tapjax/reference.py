@@ -84,6 +84,13 @@ class ReferenceResult(NamedTuple):
                 "beta_range": float(self.beta_range), "per_layer_C": [float(v) for v in self.per_layer_C],
                 "kind": self.kind, "info": self.info}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ReferenceResult":
+        """Inverse of :meth:`to_dict` (e.g. from a saved analysis' ``json["reference"]``)."""
+        return cls(float(d["threshold"]), float(d["threshold_spread"]), float(d["beta_star"]),
+                   float(d["beta_range"]), tuple(float(v) for v in d["per_layer_C"]), str(d["kind"]),
+                   dict(d.get("info") or {}))
+
 
 def measured_scales(c: LayeredCouplings | Sequence) -> np.ndarray:
     r"""Per-layer init scales :math:`C_k = N_{k-1}\,\mathrm{Var}(W^{(k)})` → ``(L,)`` float64.
