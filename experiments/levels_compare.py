@@ -1,0 +1,259 @@
+r"""The level-spacing readings of issue 16 side by side on the same checkpoints.
+
+    python -m experiments.levels_compare --workdir=/work/runs/seeds_standard_lr1e-4/standard_seed0 \
+        --analysis=/work/runs/analysis16/standard_seed0 --label=standard_seed0 \
+        --out=docs/results --figures=docs/figures
+
+For ≤ ``--max_checkpoints`` checkpoints of one run (all of the first epoch, then evenly spaced
+in checkpoint index, i.e. in log t) this computes dense spectra of :math:`I - M` at
+:math:`T_c` (β_c from ``--analysis``, the output of ``experiments/analyze.py``, or searched
+afresh), of :math:`I - M` at fixed β's, and of the bond matrix J, and reads off
+(:mod:`tapjax.spacing`):
+
+* ``median``: s0/s_typ, s_typ = median spacing of the whole spectrum (today's reading, the
+  paper's "which we define as the median level spacing");
+* ``edge_unfolded``: s0/s_typ, s_typ = mean unfolded spacing of the lowest k levels (soft-edge
+  fit of the integrated density of states), and ``edge_raw`` (raw mean spacing of the k levels);
+* the same at fixed β: ``beta_final`` (β_c of the last checkpoint — the highest T_c, so every
+  checkpoint is in its paramagnetic phase there) and ``beta_init`` (β* of the t = 0 net);
+* ``s0`` in raw units;
+* ⟨r⟩ of I − M at T_c, whole spectrum and lowest k levels, and of J (positive half, the zero
+  modes of the bipartite J removed), whole and top k levels.
+
+For each reading it reports the value at t = 0, the largest ratio to it within the first
+epoch and overall, and the largest jump between consecutive checkpoints, and calls an
+**early jump** a rise by ``--jump_factor`` (default 3) over the t = 0 value at some t ≤
+``--early_t`` (default 1 epoch).
+
+Writes ``OUT/levels_compare_<label>.{json,csv}``, ``FIGURES/levels_<label>.png`` (readings
+normalized to t = 0) and ``FIGURES/r_<label>.png`` (⟨r⟩ vs t with the Poisson and GOE values).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+
+import numpy as np
+from absl import app, flags
+
+from tapjax import analysis, fits, spacing, spectra
+from tapjax import checkpoints as ckpt
+from tapjax.spin_model import couplings
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    flags.DEFINE_string("workdir", None, "Run directory with checkpoints/ (read only).")
+    flags.DEFINE_string("analysis", None, "Prefix of an analysis of the run (experiments/analyze.py "
+                        "output, <prefix>.npz/.json) to take β_c from; default: search β_c afresh.")
+    flags.DEFINE_string("label", None, "Name used in the output files (default: the run directory's name).")
+    flags.DEFINE_string("out", "docs/results", "Directory of the json/csv output.")
+    flags.DEFINE_string("figures", "docs/figures", "Directory of the figures ('' for none).")
+    flags.DEFINE_integer("max_checkpoints", 25, "Most checkpoints analyzed.")
+    flags.DEFINE_list("ks", ["20", "50", "100"], "Edge-window sizes k (levels) for the unfolded reading and the ⟨r⟩ windows.")
+    flags.DEFINE_integer("k_plot", 50, "Window size shown in the figures.")
+    flags.DEFINE_float("jump_factor", 3.0, "Rise over the t = 0 value that counts as a jump.")
+    flags.DEFINE_float("early_t", 1.0, "'Early' means t <= early_t epochs.")
+
+
+def select_checkpoints(t, max_checkpoints: int) -> list[int]:
+    """Indices: t = 0 and the first epoch (up to half the budget), the rest evenly in index."""
+    t = np.asarray(t, float)
+    n = t.size
+    if n <= max_checkpoints:
+        return list(range(n))
+    early = [i for i in range(n) if t[i] <= 1.0][: max(2, max_checkpoints // 2)]
+    rest = [i for i in range(n) if i not in early]
+    m = max_checkpoints - len(early)
+    pick = [rest[int(round(j))] for j in np.linspace(0, len(rest) - 1, m)] if m > 0 else []
+    return sorted(set(early) | set(pick) | {n - 1})
+
+
+def readings_of(ev_tc, ev_j, ev_fixed: dict, ks) -> dict:
+    """All readings for one checkpoint from its spectra (I − M at T_c, J, I − M at fixed β's)."""
+    row = {}
+    for where, ev in [("Tc", ev_tc)] + [(name, e) for name, e in ev_fixed.items()]:
+        for k in ks:
+            fs = spacing.first_spacing_readings(ev, k)
+            if k == ks[0]:
+                row[f"s0_{where}"] = fs.s0
+                row[f"median_{where}"] = fs.median
+            row[f"edge_unfolded_k{k}_{where}"] = fs.edge_unfolded if fs.monotone else float("nan")
+            row[f"edge_raw_k{k}_{where}"] = fs.edge_raw
+    r = spacing.mean_spacing_ratio(ev_tc)
+    row["r_IM_global"], row["r_IM_global_se"] = r.mean, r.stderr
+    pos = spacing.positive_levels(ev_j)
+    r = spacing.mean_spacing_ratio(pos)
+    row["r_J_global"], row["r_J_global_se"] = r.mean, r.stderr
+    row["J_zero_modes"] = int(np.asarray(ev_j).size - 2 * pos.size)
+    for k in ks:
+        r = spacing.mean_spacing_ratio(ev_tc, k, "lower")
+        row[f"r_IM_low_k{k}"], row[f"r_IM_low_k{k}_se"] = r.mean, r.stderr
+        r = spacing.mean_spacing_ratio(pos, k, "upper")
+        row[f"r_J_top_k{k}"], row[f"r_J_top_k{k}_se"] = r.mean, r.stderr
+    return row
+
+
+def jump_summary(t, y, *, jump_factor: float = 3.0, early_t: float = 1.0) -> dict:
+    """Value at t = 0, largest ratio to it (first ``early_t`` epochs and overall), largest
+    consecutive jump, and whether the reading jumps early (ratio >= ``jump_factor``)."""
+    t, y = np.asarray(t, float), np.asarray(y, float)
+    ok = np.isfinite(y)
+    if not ok.any() or not np.isfinite(y[0]) or y[0] <= 0:
+        return {"y0": None, "early_jump": None, "reason": "no finite positive value at t = 0"}
+    ratio = y / y[0]
+    early = ok & (t <= early_t)
+    jt, jf = fits.largest_jump(t, y)
+    k_early = int(np.nanargmax(np.where(early, ratio, -np.inf)))
+    return {"y0": float(y[0]), "max_ratio_early": float(ratio[k_early]), "t_max_ratio_early": float(t[k_early]),
+            "min_ratio_early": float(np.nanmin(np.where(early, ratio, np.inf))),
+            "max_ratio": float(np.nanmax(ratio)), "t_max_ratio": float(t[int(np.nanargmax(ratio))]),
+            "largest_jump_t": jt, "largest_jump_factor": jf,
+            "early_jump": bool(ratio[k_early] >= jump_factor)}
+
+
+def compare_levels(workdir: str, *, analysis_prefix: str | None = None, max_checkpoints: int = 25,
+                   ks=(20, 50, 100), jump_factor: float = 3.0, early_t: float = 1.0,
+                   progress: bool = True) -> dict:
+    """Readings per selected checkpoint and their jump summaries (see the module docstring)."""
+    t0 = time.monotonic()
+    hist = ckpt.load_run(workdir)
+    idx = select_checkpoints(hist.t, max_checkpoints)
+    if analysis_prefix:
+        a = analysis.load_analysis(analysis_prefix)
+        by_t = {float(tt): float(b) for tt, b in zip(a["t"], a["beta_c"])}
+        missing = [float(hist.t[i]) for i in idx if float(hist.t[i]) not in by_t]
+        if missing:
+            raise ValueError(f"{analysis_prefix}: analysis lacks checkpoints t = {missing[:5]}...; "
+                             "re-run experiments/analyze.py on the run first")
+        beta_c = np.array([by_t[float(hist.t[i])] for i in idx])
+        beta_star = float(a["json"]["info"].get("threshold_beta", beta_c[0]))
+        source = f"analysis {analysis_prefix}"
+    else:
+        res = analysis.analyze_run(hist, indices=idx, level_spacing=False, progress=progress)
+        beta_c, beta_star, source = res.beta_c, float(res.info["threshold_beta"]), "analyze_run"
+    if not np.all(np.isfinite(beta_c)):
+        raise ValueError(f"{workdir}: β_c is NaN at t = {hist.t[idx][~np.isfinite(beta_c)]}; cannot take T_c spectra")
+    fixed = {"beta_final": float(beta_c[-1]), "beta_init": beta_star}
+    ks = [int(k) for k in ks]
+    rows = []
+    for n, (i, bc) in enumerate(zip(idx, beta_c)):
+        c = couplings(hist.weights_at(i), name=hist.paths[i])
+        ev_tc = np.asarray(spectra.tap_spectrum(c, float(bc)), float)
+        ev_fixed = {name: np.asarray(spectra.tap_spectrum(c, b), float) for name, b in fixed.items()}
+        ev_j = np.asarray(spectra.bond_spectrum(c), float)
+        row = {"t": float(hist.t[i]), "beta_c": float(bc), "T_c": 1.0 / float(bc),
+               "val_error": float(hist.val_error[i]), **readings_of(ev_tc, ev_j, ev_fixed, ks)}
+        rows.append(row)
+        if progress:
+            print(f"[levels] {n + 1}/{len(idx)} t={row['t']:.4g} T_c={row['T_c']:.4f} "
+                  f"median={row['median_Tc']:.3g} edge={row.get(f'edge_unfolded_k{ks[0]}_Tc', np.nan):.3g} "
+                  f"r_J={row['r_J_global']:.3f}", flush=True)
+    t = np.array([r["t"] for r in rows])
+    keys = [k for k in rows[0] if k not in ("t", "beta_c", "val_error") and not k.endswith("_se")
+            and k != "J_zero_modes"]
+    summary = {k: jump_summary(t, [r[k] for r in rows], jump_factor=jump_factor, early_t=early_t)
+               for k in keys}
+    return {"workdir": os.path.abspath(workdir), "beta_c_source": source, "fixed_betas": fixed,
+            "ks": ks, "checkpoints": idx, "jump_factor": jump_factor, "early_t": early_t,
+            "rows": rows, "summary": summary, "seconds": time.monotonic() - t0,
+            "N": int(sum(w.shape[2] for w in hist.weights) + hist.weights[0].shape[1])}
+
+
+def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    from experiments.figures import time_axis  # pylint: disable=import-outside-toplevel
+    rows = doc["rows"]
+    t = np.array([r["t"] for r in rows])
+    col = lambda key: np.array([r.get(key, np.nan) for r in rows], float)
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    for ax, where, title in ((axes[0], "Tc", r"$I-M$ at $T_c$"),
+                             (axes[1], "beta_final", r"$I-M$ at fixed $\beta$ = $\beta_c$(last)")):
+        for key, lab, st in ((f"median_{where}", "(a) median spacing", "o-"),
+                             (f"edge_unfolded_k{k}_{where}", f"(b) unfolded edge, k={k}", "s-"),
+                             (f"edge_raw_k{k}_{where}", f"raw mean of lowest {k}", "^--"),
+                             (f"s0_{where}", "$s_0$ (raw)", "x:")):
+            y = col(key)
+            ax.plot(t, y / y[0], st, ms=3, lw=1, label=lab)
+        ax.axhline(doc["jump_factor"], color="0.6", ls="--", lw=0.8)
+        time_axis(ax)
+        ax.set_yscale("log")
+        ax.set_xlabel("t (epochs)")
+        ax.set_ylabel(r"$s_0/s_{\rm typ}$ relative to t = 0")
+        ax.set_title(f"{label}: {title}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path_levels, dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for key, lab, st in (("r_IM_global", r"$I-M$ at $T_c$, all levels", "o-"),
+                         (f"r_IM_low_k{k}", rf"$I-M$ at $T_c$, lowest {k}", "s-"),
+                         ("r_J_global", r"$J$, positive half", "^-"),
+                         (f"r_J_top_k{k}", rf"$J$, top {k}", "v-")):
+        ax.errorbar(t, col(key), yerr=col(key + "_se"), fmt=st, ms=3, lw=1, capsize=2, label=lab)
+    ax.axhline(spacing.R_GOE, color="k", ls="--", lw=0.8, label=f"GOE {spacing.R_GOE}")
+    ax.axhline(spacing.R_POISSON, color="k", ls=":", lw=0.8, label=f"Poisson {spacing.R_POISSON:.3f}")
+    time_axis(ax)
+    ax.set_xlabel("t (epochs)")
+    ax.set_ylabel(r"$\langle r\rangle$")
+    ax.set_title(f"{label}: spacing ratio", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path_r, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(doc: dict, out_dir: str, label: str, figures_dir: str | None, k_plot: int) -> list[str]:
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, f"levels_compare_{label}.json"),
+             os.path.join(out_dir, f"levels_compare_{label}.csv")]
+    ckpt.atomic_write_json(paths[0], _jsonable(doc))
+    with open(paths[1], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(doc["rows"][0]))
+        w.writeheader()
+        w.writerows(doc["rows"])
+    if figures_dir:
+        os.makedirs(figures_dir, exist_ok=True)
+        pl = os.path.join(figures_dir, f"levels_{label}.png")
+        pr = os.path.join(figures_dir, f"r_{label}.png")
+        plot(doc, k_plot if k_plot in doc["ks"] else doc["ks"][0], pl, pr, label)
+        paths += [pl, pr]
+    return paths
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def main(argv):
+    del argv
+    if not FLAGS.workdir:
+        raise app.UsageError("--workdir is required")
+    label = FLAGS.label or os.path.basename(os.path.normpath(FLAGS.workdir))
+    doc = compare_levels(FLAGS.workdir, analysis_prefix=FLAGS.analysis, max_checkpoints=FLAGS.max_checkpoints,
+                         ks=[int(k) for k in FLAGS.ks], jump_factor=FLAGS.jump_factor, early_t=FLAGS.early_t)
+    paths = write_outputs(doc, FLAGS.out, label, FLAGS.figures or None, FLAGS.k_plot)
+    brief = {k: {kk: v.get(kk) for kk in ("y0", "max_ratio_early", "max_ratio", "early_jump")}
+             for k, v in doc["summary"].items()}
+    print(json.dumps({"outputs": paths, "seconds": round(doc["seconds"], 1), "summary": brief}, indent=1))
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
