@@ -282,3 +282,290 @@ def solve(f: BlockLDL, b: jax.Array) -> jax.Array:
     parts = [x0] + xruns[::-1] + [xL]
     out = jnp.concatenate(parts, axis=0)
     return jnp.where(f.earlier_ok, out, jnp.nan)
+
+
+# --------------------------------------------------------------------------- edge eigenvalues
+def _bond_norm_bound(c: LayeredCouplings, num_iter: int = 30) -> jax.Array:
+    r""":math:`\|J\|_2 = \lambda_{\max}(J)` (the layered J is bipartite) from above: the top Lanczos
+    Ritz value plus its residual bound (an upper bound once the Ritz value tracks the top)."""
+    n = c.num_spins
+    m = int(min(num_iter, n))
+    v0 = jax.random.normal(jax.random.PRNGKey(17), (n,), c.dtype)
+    mv = lambda v: join_layers(bond_matvec(c, split_layers(c, v)))
+    alpha, b, _ = lanczos_tridiagonal(mv, v0, m)
+    T = jnp.diag(alpha) + jnp.diag(b[:-1], 1) + jnp.diag(b[:-1], -1)
+    th, S = jnp.linalg.eigh(T)
+    return th[-1] + jnp.abs(b[-1] * S[-1, -1])
+
+
+def spectrum_bounds(c: LayeredCouplings, beta) -> tuple[jax.Array, jax.Array]:
+    r"""Weyl bounds on the spectrum of :math:`I - M = I + \beta^2 \mathrm{diag}(r) - \beta J`:
+    ``(1 + β² min r − β‖J‖, 1 + β² max r + β‖J‖)`` (‖J‖ by :func:`_bond_norm_bound`)."""
+    r = join_layers(row_square_sums(c))
+    rho = _bond_norm_bound(c)
+    beta = jnp.asarray(beta, c.dtype)
+    return 1.0 + beta ** 2 * jnp.min(r) - beta * rho, 1.0 + beta ** 2 * jnp.max(r) + beta * rho
+
+
+def _inverse_ritz(f: BlockLDL, v0, num_iter: int):
+    """Lanczos on :math:`A^{-1}` (full reorthogonalization): Ritz values θ ascending, vectors (N, m)."""
+    m = int(min(num_iter, v0.shape[0]))
+    alpha, b, V = lanczos_tridiagonal(lambda v: solve(f, v), v0, m)
+    T = jnp.diag(alpha) + jnp.diag(b[:-1], 1) + jnp.diag(b[:-1], -1)
+    th, S = jnp.linalg.eigh(T)
+    return th, V.T @ S
+
+
+class LowestEigenvalues(NamedTuple):
+    r"""Result of :func:`lowest_eigenvalues`.
+
+    Attributes:
+      eigenvalues: ``(k,)`` ascending Ritz values :math:`\tilde\lambda_j` of :math:`I - M(\beta)`.
+      residuals: ``(k,)`` true residual norms :math:`\|(I - M)x_j - \tilde\lambda_j x_j\|` of the
+        unit Ritz vectors: an eigenvalue lies within ``residuals[j]`` of ``eigenvalues[j]``
+        (and within ``residuals[j]² / gap`` once the gap to the rest is larger).
+      shift: the shift σ (< λ_min, verified by the Cholesky of the last factorization).
+      num_factorizations: block factorizations spent (PD tests, including back-offs).
+    """
+
+    eigenvalues: jax.Array
+    residuals: jax.Array
+    shift: jax.Array
+    num_factorizations: jax.Array
+
+
+def _pd_below(c, beta, sigma, step, max_tries: int = 12):
+    """Factor at σ; while not PD, move σ down by ``step``, then 4·``step``, 16·``step``, ….
+
+    One traced factorization (a ``while_loop`` from an empty state). Returns
+    ``(BlockLDL, σ, #factorizations)``."""
+    shape = jax.eval_shape(lambda: factorize(c, beta, sigma))
+    empty = jax.tree_util.tree_map(lambda t: jnp.zeros(t.shape, t.dtype), shape)
+
+    def cond(s):
+        return (~s[0].positive_definite) & (s[3] < max_tries)
+
+    def body(s):
+        f, sig, d, n = s
+        sig = jnp.where(n == 0, sig, sig - d)
+        return factorize(c, beta, sig), sig, jnp.where(n == 0, d, 4.0 * d), n + 1
+
+    f, sigma, _, n = jax.lax.while_loop(cond, body, (empty, sigma, step, jnp.int32(0)))
+    return f, sigma, n
+
+
+@functools.partial(jax.jit, static_argnames=("k", "num_iter", "max_rounds"))
+def lowest_eigenvalues(c: LayeredCouplings, beta, k: int = 2, *, shift=None, num_iter: int = 40,
+                       max_rounds: int = 3, tol=None, key: jax.Array | None = None) -> LowestEigenvalues:
+    r"""The ``k`` lowest eigenvalues of :math:`I - M(\beta)` by shift-invert Lanczos (eqs. 22–27).
+
+    Lanczos with full reorthogonalization on :math:`A^{-1}`, :math:`A = (1 - \sigma)I - M`, whose
+    largest eigenvalues :math:`1/(\lambda_j - \sigma)` belong to the lowest :math:`\lambda_j`; each
+    step is one :func:`solve` (O(L·n²)). Rounds (at most ``max_rounds``, stopping when every
+    residual is ≤ ``tol``):
+
+    1. σ = ``shift`` if given (e.g. the PD threshold λ* at β_c), else the Weyl bound
+       :func:`spectrum_bounds`; moved down until the block Cholesky is PD (so σ < λ_min).
+    2. ``num_iter`` Lanczos steps → Ritz pairs, true residuals by a mat-vec with :math:`I - M`.
+    3. σ ← λ̃_1 − (λ̃_k − λ̃_1) − 2 max residual (about one gap below λ_1, where Lanczos on
+       :math:`A^{-1}` converges in a few steps), backed off until PD; restart from the Ritz
+       vectors plus a random part.
+
+    Args:
+      c: couplings; beta: β; k: how many (≥ 1, static).
+      shift: optional σ below λ_min (verified; moved down if not).
+      num_iter: Krylov dimension per round; max_rounds: rounds; tol: residual target (default
+        ``1e-2·sqrt(eps)·scale``, scale = the upper Weyl bound); key: start-vector key.
+
+    Returns:
+      :class:`LowestEigenvalues`; s0 = λ̃_2 − λ̃_1 holds to ``residuals[0] + residuals[1]``.
+    """
+    if k < 1:
+        raise ValueError(f"lowest_eigenvalues: k={k} must be ≥ 1")
+    n = c.num_spins
+    if k >= n:
+        raise ValueError(f"lowest_eigenvalues: k={k} must be < N = {n}")
+    dtype = c.dtype
+    beta = jnp.asarray(beta, dtype)
+    key = jax.random.PRNGKey(0) if key is None else key
+    r = join_layers(row_square_sums(c))
+    lo_bound, hi_bound = spectrum_bounds(c, beta)
+    scale = jnp.maximum(jnp.abs(hi_bound), 1.0)
+    tol = 1e-2 * np.sqrt(np.finfo(dtype).eps) * scale if tol is None else jnp.asarray(tol, dtype)
+    sigma0 = lo_bound if shift is None else jnp.minimum(jnp.asarray(shift, dtype), hi_bound)
+    vr = jax.random.normal(key, (n,), dtype)
+    vr = vr / jnp.linalg.norm(vr)
+
+    def ritz(f, sigma, v0):
+        th, X = _inverse_ritz(f, v0, num_iter)
+        th, X = th[::-1][:k], X[:, ::-1][:, :k]          # largest θ ↔ lowest λ
+        lam = sigma + 1.0 / th
+        X = X / jnp.linalg.norm(X, axis=0)
+        R = tap_matvec(c, beta, X, r) - X * lam
+        return lam, jnp.linalg.norm(R, axis=0), X
+
+    def cond(s):
+        lam, res, X, sigma, nf, i = s
+        return (i < max_rounds) & ~(jnp.max(res) <= tol)
+
+    def body(s):
+        lam, res, X, sigma, nf, i = s
+        first = i == 0
+        d = (lam[-1] - lam[0]) + 2.0 * jnp.max(res) + 10 * jnp.finfo(dtype).eps * scale
+        target = jnp.where(first, sigma0, jnp.maximum(lam[0] - d, sigma))
+        step = jnp.where(first, 1e-3 * scale, d)
+        f, sig2, n2 = _pd_below(c, beta, target, step)
+        v0 = jnp.where(first, vr, X.sum(axis=1) / np.sqrt(k) + 0.3 * vr)
+        lam2, res2, X2 = ritz(f, sig2, v0)
+        better = first | (jnp.max(res2) < jnp.max(res))
+        pick = lambda a, b: jnp.where(better, a, b)
+        return pick(lam2, lam), pick(res2, res), pick(X2, X), pick(sig2, sigma), nf + n2, i + 1
+
+    inf = jnp.full((k,), jnp.inf, dtype)
+    state = (inf, inf, jnp.zeros((n, k), dtype), sigma0, jnp.int32(0), 0)
+    lam, res, X, sigma, nf, _ = jax.lax.while_loop(cond, body, state)
+    order = jnp.argsort(lam)
+    return LowestEigenvalues(lam[order], res[order], sigma, nf)
+
+
+# --------------------------------------------------------------------------- smooth margin, T_c
+def _margin_from_factors(f: BlockLDL, num_iter: int) -> jax.Array:
+    """λ of ``(1 − σ)I − M`` nearest 0 by ``num_iter`` inverse-Lanczos steps, signed by the inertia."""
+    n = f.couplings.num_spins
+    v0 = jax.random.normal(jax.random.PRNGKey(3), (n,), f.couplings.dtype)
+    th, _ = _inverse_ritz(f, v0, num_iter)
+    th = jnp.where(jnp.isfinite(th), th, 0.0)
+    near = th[jnp.argmax(jnp.abs(th))]                    # largest |θ| ↔ eigenvalue nearest 0
+    neg = jnp.where(th < 0, th, 0.0)
+    most_neg = jnp.min(neg)                               # the negative eigenvalue nearest 0
+    pd_val = 1.0 / near
+    bad_val = jnp.where(most_neg < 0, 1.0 / most_neg, -jnp.abs(1.0 / near))
+    return jnp.where(f.earlier_ok, jnp.where(f.positive_definite, pd_val, bad_val), jnp.nan)
+
+
+@functools.partial(jax.jit, static_argnames=("num_iter",))
+def smooth_margin(c: LayeredCouplings, beta, shift=0.0, num_iter: int = 8) -> jax.Array:
+    r""":math:`\lambda_{\min}(I - M(\beta)) - \sigma` from the PD test's own factors (eqs. 26–27).
+
+    Same contract as :func:`tapjax.recurrence.last_pivot_margin` — positive iff
+    :math:`(1 - \sigma)I - M` is PD, continuous in β, zero at the crossing, NaN once an earlier
+    pivot :math:`D_0..D_{L-1}` fails — but its value is the margin itself, not λ_min of the last
+    pivot, so a secant on it converges superlinearly also on deep chains, where the last pivot
+    jumps near β_c. Computed as ``1/θ`` for the Ritz value θ of largest modulus after
+    ``num_iter`` Lanczos steps on :math:`A^{-1}` (one :func:`solve` each, O(L·n²)); just past the
+    crossing (only :math:`D_L` indefinite, factored by ``eigh``) it is the negative eigenvalue
+    nearest 0, i.e. :math:`\lambda_1 - \sigma`.
+
+    Accuracy: the Ritz value bounds the margin from above (:math:`1/\theta \ge \lambda_1 - \sigma`
+    while PD); the error shrinks like :math:`((\lambda_1-\sigma)/(\lambda_2-\sigma))^{2m}` and so
+    vanishes at the root, where it matters.
+    """
+    return _margin_from_factors(factorize(c, beta, shift), num_iter)
+
+
+class SmoothSearch(NamedTuple):
+    """Loop state of :func:`critical_beta_smooth` (PD side ``lo``, failing side ``hi``)."""
+
+    lo: jax.Array
+    g_lo: jax.Array
+    prev: jax.Array
+    g_prev: jax.Array
+    hi: jax.Array
+    g_hi: jax.Array
+    w_lo: jax.Array
+    w_hi: jax.Array
+    side: jax.Array
+    width1: jax.Array
+    width2: jax.Array
+    found: jax.Array
+    num_tests: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "num_iter"))
+def critical_beta_smooth(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hint=None, *,
+                         num_scan: int = 16, max_iter: int = 60, num_iter: int = 8):
+    r"""First β ≤ ``beta_max`` with λ_min(I − M(β)) ≤ ``threshold``, searched on :func:`smooth_margin`.
+
+    Returns a :class:`tapjax.recurrence.CriticalBeta` (``beta`` = failing end, ``lower`` = PD end,
+    ``crossed``, ``num_tests`` = PD tests of the whole chain).
+
+    1. **Bracket** (no crossing skipped). From a PD point β with margin g the crossing cannot
+       come before β + s, :math:`g = (\|J\| + 2(\beta+s)\max r)\,s`, because
+       :math:`|d\lambda_{\min}/d\beta| \le \|J - 2\beta\,\mathrm{diag}(r)\|`. The next test is at
+       ``min(β + max(s, beta_max/num_scan), secant estimate of the root + rtol/4)``, the secant
+       through the last two PD margins; ``hint`` is tested when passed. So no crossing is missed
+       that the uniform scan of :func:`tapjax.recurrence.critical_beta_search` would find, and
+       the big early steps and the secant cut the scan.
+    2. **Refine** as ``critical_beta_search(method="secant")`` (Illinois regula falsi, secant
+       from the PD side when the far end is NaN, each step aimed rtol/4 past the estimate,
+       bisection when a step leaves the bracket or stalls), but on the smooth margin.
+    """
+    from tapjax.recurrence import CriticalBeta
+
+    dtype = c.dtype
+    thr = jnp.asarray(threshold, dtype)
+    beta_max = jnp.asarray(beta_max, dtype)
+    rtol = jnp.asarray(rtol, dtype)
+    h = beta_max / num_scan
+    hint = jnp.asarray(jnp.nan if hint is None else hint, dtype)
+    rmax = jnp.max(join_layers(row_square_sums(c)))
+    rho = _bond_norm_bound(c)
+    margin = lambda b: smooth_margin(c, b, thr, num_iter)
+    one, zero, nan = jnp.ones((), dtype), jnp.zeros((), dtype), jnp.full((), jnp.nan, dtype)
+
+    def safe_step(b, g):
+        p = rho + 2.0 * b * rmax
+        return 2.0 * g / (p + jnp.sqrt(p * p + 8.0 * rmax * g))
+
+    def scan_cond(s: SmoothSearch):
+        return ~s.found & (s.lo < beta_max) & (s.num_tests < max_iter)
+
+    def scan_body(s: SmoothSearch):
+        step = jnp.maximum(safe_step(s.lo, s.g_lo), h)
+        pred = s.lo - s.g_lo * (s.lo - s.prev) / (s.g_lo - s.g_prev)
+        pred = pred * (1.0 + 0.25 * rtol)
+        use_pred = jnp.isfinite(pred) & (s.g_lo < s.g_prev) & (pred > s.lo)
+        x = jnp.minimum(s.lo + step, jnp.where(use_pred, pred, jnp.inf))
+        x = jnp.where((hint > s.lo) & (hint < x), hint, x)
+        x = jnp.minimum(x, beta_max)
+        g = margin(x)
+        pd = g > 0
+        return s._replace(lo=jnp.where(pd, x, s.lo), g_lo=jnp.where(pd, g, s.g_lo),
+                          prev=jnp.where(pd, s.lo, s.prev), g_prev=jnp.where(pd, s.g_lo, s.g_prev),
+                          hi=jnp.where(pd, s.hi, x), g_hi=jnp.where(pd, s.g_hi, g),
+                          found=~pd, num_tests=s.num_tests + 1)
+
+    # at β = 0 the matrix is (1 − λ*) I: the margin is exact; the slope there is −‖J‖
+    s = SmoothSearch(lo=zero, g_lo=one - thr, prev=-one, g_prev=one - thr + rho, hi=beta_max,
+                     g_hi=nan, w_lo=zero, w_hi=zero, side=zero, width1=zero, width2=zero,
+                     found=jnp.asarray(False), num_tests=jnp.int32(0))
+    s = jax.lax.while_loop(scan_cond, scan_body, s)
+    n_scan = s.num_tests
+    s = s._replace(w_lo=s.g_lo, w_hi=s.g_hi)
+
+    def cond(s: SmoothSearch):
+        return s.found & (s.hi - s.lo > rtol * s.hi) & (s.num_tests < n_scan + max_iter)
+
+    def body(s: SmoothSearch):
+        mid = 0.5 * (s.lo + s.hi)
+        delta = 0.25 * rtol * s.hi
+        rf = s.hi - s.w_hi * (s.hi - s.lo) / (s.w_hi - s.w_lo)
+        ex = s.lo - s.g_lo * (s.lo - s.prev) / (s.g_lo - s.g_prev)
+        use_rf = jnp.isfinite(s.g_hi)
+        cand = jnp.where(use_rf, rf, ex) + delta * s.side
+        stalled = (s.width2 > 0) & (s.hi - s.lo > 0.5 * s.width2)
+        ok = jnp.isfinite(cand) & (cand > s.lo) & (cand < s.hi) & ~stalled
+        x = jnp.where(ok, jnp.clip(cand, s.lo + delta, s.hi - delta), mid)
+        g = margin(x)
+        pd = g > 0
+        return s._replace(
+            lo=jnp.where(pd, x, s.lo), g_lo=jnp.where(pd, g, s.g_lo),
+            prev=jnp.where(pd, s.lo, s.prev), g_prev=jnp.where(pd, s.g_lo, s.g_prev),
+            hi=jnp.where(pd, s.hi, x), g_hi=jnp.where(pd, s.g_hi, g),
+            w_lo=jnp.where(pd, g, jnp.where(s.side < 0, 0.5 * s.w_lo, s.w_lo)),
+            w_hi=jnp.where(pd, jnp.where(s.side > 0, 0.5 * s.w_hi, s.w_hi), g),
+            side=jnp.where(pd, one, -one), width1=s.hi - s.lo, width2=s.width1,
+            num_tests=s.num_tests + 1)
+
+    s = jax.lax.while_loop(cond, body, s)
+    return CriticalBeta(s.hi, s.lo, s.found, s.num_tests)
