@@ -95,6 +95,15 @@ class _Snapshot:
     notes: list = dataclasses.field(default_factory=list)
 
 
+def _caller_stacklevel() -> int:
+    """``stacklevel`` that points a warning at the first frame outside the tapjax package."""
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    level, f = 1, sys._getframe(1)  # pylint: disable=protected-access
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(pkg + os.sep):
+        f, level = f.f_back, level + 1
+    return level
+
+
 def natural_key(s: str):
     """Sort key with numbers compared as numbers: ``Dense_2 < Dense_10``."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower())
@@ -476,7 +485,7 @@ def _from_keras(where, cfg: dict | None, get_vars, group_names, notes,
     """
     layers, pending_input, counts = [], None, {}
     if cfg is None:
-        names = sorted(group_names, key=natural_key)
+        names = sorted(group_names, key=natural_key) if keras3 else list(group_names)
         for n in names:
             vs = get_vars(n)
             if not vs:
@@ -491,8 +500,9 @@ def _from_keras(where, cfg: dict | None, get_vars, group_names, notes,
                 layers.append(_convl(n, k, b, "keras", "Keras Conv kernel is (*k, C_in, C_out)",
                                      where, notes, {"stride": 1, "padding": "valid", "dilation": 1,
                                                     "groups": 1}, assumed=True))
-        notes.append("no model config in the file: layers in natural-sort order of their names, "
-                     "conv hyperparameters assumed")
+        notes.append("no model config in the file: layers in " + (
+            "natural-sort order of their group names" if keras3 else "the file's layer_names order")
+            + ", conv hyperparameters assumed")
         return layers
     flat = True
     for lc in _keras_layers_cfg(cfg, where):
@@ -826,6 +836,11 @@ def _assemble(snap: _Snapshot, input_shape, conv_opts, max_bytes):
 
 
 # --------------------------------------------------------------------------- series
+_PREFERRED = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth", "model.keras",
+              "model.h5", "model.weights.h5", "model.npz")
+_NOT_WEIGHTS = ("optimizer", "scheduler", "rng_state", "training_args", "scaler")
+
+
 def _dir_files(path: str) -> list[str]:
     files = [os.path.join(path, f) for f in os.listdir(path)
              if not f.startswith(".") and os.path.splitext(f)[1].lower() in EXTENSIONS
@@ -835,9 +850,10 @@ def _dir_files(path: str) -> list[str]:
     for sub in sorted(os.listdir(path), key=natural_key):   # e.g. checkpoint-500/model.safetensors
         p = os.path.join(path, sub)
         if os.path.isdir(p):
-            inner = [f for f in os.listdir(p) if os.path.splitext(f)[1].lower() in EXTENSIONS]
-            if len(inner) > 1 and "model.safetensors" in inner:
-                inner = ["model.safetensors"]
+            inner = [f for f in os.listdir(p) if os.path.splitext(f)[1].lower() in EXTENSIONS
+                     and not f.startswith(_NOT_WEIGHTS)]
+            preferred = [f for f in _PREFERRED if f in inner]
+            inner = preferred[:1] or inner
             if len(inner) > 1:
                 raise SourceError(f"{p}: several weight files {sorted(inner)}; pass a list of files")
             files += [os.path.join(p, f) for f in inner]
@@ -868,13 +884,14 @@ def _order(snaps: list[_Snapshot]) -> tuple[list[_Snapshot], str, np.ndarray, np
             else:
                 t, tnote = steps.astype(float), "t is the metadata step (no epoch stored)"
             return snaps, f"ordered by the metadata {key!r}; {tnote}", t, steps
-    snaps = sorted(snaps, key=lambda s: natural_key(s.path))
-    nums = [re.findall(r"\d+", os.path.basename(s.path)) for s in snaps]
+    snaps = sorted(snaps, key=lambda s: natural_key(s.path))   # also orders checkpoint-N/ dirs
+    nums = [re.findall(r"\d+", os.path.basename(s.path))
+            or re.findall(r"\d+", os.path.basename(os.path.dirname(s.path))) for s in snaps]
     if all(nums):
         steps = np.array([int(x[-1]) for x in nums])
         if len(set(steps.tolist())) == n:
             return snaps, ("no step/epoch metadata in every file: ordered by the file name (natural "
-                           "sort); step and t are the last number in each name"), steps.astype(float), steps
+                           "sort); step and t are the last number in each name (or in its folder's name)"), steps.astype(float), steps
     return snaps, ("no step/epoch metadata and no number in every file name: natural sort of the "
                    "names; t and step are the snapshot index"), np.arange(n, float), np.arange(n)
 
@@ -907,13 +924,13 @@ def _series(snaps: list[_Snapshot], *, input_shape, conv, max_bytes, name, layou
     if n_bias:
         warnings.warn(f"tapjax.sources: {label}: {n_bias} bias vector(s) ({', '.join(bias_layers)}) "
                       "dropped from the spin model (kept in RunHistory.biases; TAP ignores them)",
-                      BiasWarning, stacklevel=3)
+                      BiasWarning, stacklevel=_caller_stacklevel())
     assumed = [i["name"] for i in infos if i.get("conv_assumed")]
     if assumed:
         warnings.warn(f"tapjax.sources: {label}: stride/padding of conv layer(s) {assumed} are not "
                       "stored in this source; framework defaults assumed (pass conv={name: "
                       "{'stride': ..., 'padding': ...}} to state them)", ConvAssumptionWarning,
-                      stacklevel=3)
+                      stacklevel=_caller_stacklevel())
     notes = [n for s in snaps for n in s.notes]
     layouts = sorted({(i["layout"], i["layout_rule"]) for i in infos})
     info = {

@@ -538,3 +538,31 @@ def test_torch_linear_after_conv_needs_flatten():
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Linear(4, 3))
     with pytest.raises(SourceError, match=r"layer '1' \(Linear\) follows a convolution without a Flatten"):
         _quiet(load_network, net, input_shape=(1, 6, 6))
+
+
+def test_checkpoint_subdirectories_and_keras2_weights(tmp_path):
+    torch = pytest.importorskip("torch")
+    h5py = pytest.importorskip("h5py")
+    nets = {s: _net(s)[0] for s in (500, 1500, 1000)}
+    for s, ws in nets.items():
+        d = tmp_path / "run" / f"checkpoint-{s}"
+        d.mkdir(parents=True)
+        torch.save({f"l{k}.weight": torch.tensor(w.T.copy()) for k, w in enumerate(ws)},
+                   d / "pytorch_model.bin")
+        torch.save({"lr": torch.tensor(1.0)}, d / "optimizer.pt")
+    h = load_series(tmp_path / "run")
+    assert list(h.step) == [500, 1000, 1500] and "folder" in h.info["time"]
+    _same(h, nets[1000], 1)
+    ws, bs = _net(7)
+    with h5py.File(tmp_path / "k2.h5", "w") as f:          # Keras 2 model.save_weights
+        f.attrs["layer_names"] = ["dense_10", "dense_2"]
+        for name, w, b in (("dense_10", ws[0], bs[0]), ("dense_2", ws[1], None)):
+            g = f.create_group(name)
+            g.attrs["weight_names"] = [f"{name}/kernel:0"] + ([f"{name}/bias:0"] if b is not None else [])
+            g.create_dataset(f"{name}/kernel:0", data=w)
+            if b is not None:
+                g.create_dataset(f"{name}/bias:0", data=b)
+    h2 = _quiet(load_network, tmp_path / "k2.h5")
+    assert h2.layer_names == ("dense_10", "dense_2")          # the file's order, not the names'
+    _same(h2, ws[:2])
+    assert h2.biases[1] is None and "layer_names order" in h2.info["notes"][0]
