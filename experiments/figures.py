@@ -15,6 +15,16 @@ the panel says so, so every figure file is always written.
 * ``fig9_bond_spectrum.png``: spectral density of J before/after (lr 1e-4).
 
 Time axes are symlog with a linear piece on [0, 1] (``linthresh=1``), as in the paper.
+
+Single-run mode, for any run or network (not only the four paper configurations)::
+
+    python -m experiments.figures --run=PATH --out=DIR
+
+``PATH`` is an analysis prefix written by :mod:`experiments.analyze` (``PATH.npz`` + ``PATH.json``),
+a run directory (its ``analysis.*`` if present, else analyzed now), or any source
+:func:`tapjax.analyze` reads. Writes ``DIR/<name>_series.png`` (T_c, λ_max(J), s0/s_typ vs t,
+:meth:`tapjax.analysis.Analysis.plot`) and ``DIR/<name>_val_error.png`` when the validation error
+is known. Both modes exit non-zero with a message when there is nothing to draw.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import os
 import numpy as np
 from absl import app, flags
 
+from tapjax import analysis as analysis_lib
 from tapjax.analysis import load_analysis
 
 FLAGS = flags.FLAGS
@@ -34,6 +45,14 @@ def _define_flags() -> None:
     flags.DEFINE_string("analysis_dir", "results/analysis", "Directory of analysis outputs.")
     flags.DEFINE_string("runs_root", "results/runs", "Directory holding the run directories (for history.json).")
     flags.DEFINE_string("out", "results/figures", "Output directory for the PNGs.")
+    flags.DEFINE_string("run", None, "Single-run mode: an analysis prefix, a run directory or any "
+                        "network/series tapjax.analyze reads.")
+    flags.DEFINE_enum("reference", "auto", ["auto", "init", "shuffled", "gaussian", "msk"],
+                      "Reference of the §3.2 rule when --run has to be analyzed first.")
+
+
+class NothingToDraw(ValueError):
+    """No finite value to plot: the figure would be empty."""
 
 
 KINDS = ("binarized", "standard")
@@ -280,10 +299,71 @@ def make_figures(analysis_dir: str, runs: dict[str, str], out_dir: str) -> dict:
     return {"files": p, "data": data}
 
 
+def _single_run_analysis(path: str, reference: str = "auto", progress: bool = True):
+    """→ ``(Analysis, name, where it came from)`` for :func:`single_run_figures`."""
+    p = path.rstrip("/")
+    for prefix in (p, os.path.join(p, "analysis")):
+        if os.path.exists(prefix + ".npz") and os.path.exists(prefix + ".json"):
+            name = os.path.basename(p if prefix == p else p)
+            return analysis_lib.read_analysis(prefix), name, f"saved analysis {prefix}.npz"
+    if not os.path.exists(p):
+        raise NothingToDraw(f"{path}: no such file or directory (expected an analysis prefix with "
+                            ".npz/.json, a run directory, or a network file)")
+    a = analysis_lib.analyze(p, reference, progress=progress)
+    return a, os.path.splitext(os.path.basename(p))[0], "analyzed now (tapjax.analyze)"
+
+
+def single_run_figures(path: str, out_dir: str, *, reference: str = "auto", progress: bool = True) -> dict:
+    """Figures of one run or network → ``{"files": {...}, "source": str, "summary": str}``.
+
+    Raises:
+      NothingToDraw: every T_c, λ_max(J) and s0/s_typ is NaN (nothing is written).
+    """
+    a, name, where = _single_run_analysis(path, reference, progress)
+    os.makedirs(out_dir, exist_ok=True)
+    files = {}
+    try:
+        files["series"] = a.plot(os.path.join(out_dir, f"{name}_series.png"))
+    except ValueError as e:
+        raise NothingToDraw(f"{path}: {e} ({where})") from e
+    err = np.asarray(a.val_error, float)
+    if np.isfinite(err).any() and np.isfinite(np.asarray(a.t, float)).all():
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        ok = np.isfinite(err) & (err > 0)
+        ax.plot(np.asarray(a.t)[ok], err[ok], "o-", ms=3)
+        if ok.any():
+            ax.set_yscale("log")
+        if np.all(np.asarray(a.t) >= 0):
+            time_axis(ax)
+        ax.set_xlabel("training time t")
+        ax.set_ylabel("validation error")
+        ax.set_title(name)
+        fig.tight_layout()
+        files["val_error"] = os.path.join(out_dir, f"{name}_val_error.png")
+        fig.savefig(files["val_error"], dpi=120)
+        plt.close(fig)
+    return {"files": files, "source": where, "summary": a.summary()}
+
+
 def main(argv):
     del argv
+    import sys  # pylint: disable=import-outside-toplevel
+    if FLAGS.run:
+        try:
+            res = single_run_figures(FLAGS.run, FLAGS.out, reference=FLAGS.reference)
+        except NothingToDraw as e:
+            print(f"experiments.figures: nothing to draw: {e}", file=sys.stderr)
+            sys.exit(1)
+        print(res["summary"])
+        print(json.dumps(res["files"], indent=1))
+        return
     runs = {n: os.path.join(FLAGS.runs_root, n) for n in CONFIG_NAMES}
     res = make_figures(FLAGS.analysis_dir, runs, FLAGS.out)
+    if not any(res["data"].values()):
+        print(f"experiments.figures: nothing to draw: none of the paper runs {list(CONFIG_NAMES)} has an "
+              f"analysis in {FLAGS.analysis_dir} (for any other run use --run=PATH)", file=sys.stderr)
+        sys.exit(1)
     print(json.dumps(res["files"], indent=1))
 
 

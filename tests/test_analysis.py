@@ -245,3 +245,24 @@ def test_analyze_errors(history):
     with pytest.raises(ValueError, match="nothing to draw"):
         analysis.Analysis(*(np.full(2, np.nan) for _ in range(7)), threshold=0.1,
                           analytic_beta_c=0.5).plot()
+
+
+def test_figures_single_run_mode(x64, tmp_path):
+    from experiments import figures
+    h = _history64()
+    a = analysis.analyze(h, "init", dtype=jnp.float64, progress=False, per_layer=False)
+    analysis.save_analysis(a, str(tmp_path / "run1"))
+    res = figures.single_run_figures(str(tmp_path / "run1"), str(tmp_path / "figs"))
+    assert set(res["files"]) == {"series", "val_error"} and "saved analysis" in res["source"]
+    for p in res["files"].values():
+        with open(p, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    back = analysis.read_analysis(str(tmp_path / "run1"))
+    np.testing.assert_array_equal(back.T_c, a.T_c)
+    assert list(back.crossing) == list(a.crossing) and back.reference["kind"] == "init"
+    empty = analysis.Analysis(*(np.full(2, np.nan) for _ in range(7)), threshold=0.1, analytic_beta_c=0.5)
+    analysis.save_analysis(empty, str(tmp_path / "empty"))
+    with pytest.raises(figures.NothingToDraw, match="nothing to draw"):
+        figures.single_run_figures(str(tmp_path / "empty"), str(tmp_path / "figs2"))
+    with pytest.raises(figures.NothingToDraw, match="no such file"):
+        figures.single_run_figures(str(tmp_path / "missing"), str(tmp_path / "figs2"))
