@@ -208,32 +208,13 @@ class RunningSums(NamedTuple):
     half_trips: jax.Array
 
 
-@dataclasses.dataclass(frozen=True)
-class SamplerTotals:
-    """:class:`RunningSums` on the host: float64 numpy sums (counts int64), same field names.
+class SamplerTotals(RunningSums):
+    """:class:`RunningSums` on the host: float64 numpy sums (counts int), the same field names.
 
     ``totals["hist"]`` (the dict access of earlier versions) still works and reads the field.
     """
 
-    count: int
-    abs_q: np.ndarray
-    q: np.ndarray
-    q2: np.ndarray
-    q4: np.ndarray
-    abs_q_layer: np.ndarray
-    q_layer: np.ndarray
-    qmat: np.ndarray
-    abs_qmat: np.ndarray
-    hist: np.ndarray
-    hist_layer: np.ndarray
-    spin_sum: tuple
-    site: tuple
-    e_shift: np.ndarray
-    e_sum: np.ndarray
-    e2_sum: np.ndarray
-    pt_prob_sum: np.ndarray
-    pt_attempts: np.ndarray
-    half_trips: np.ndarray
+    __slots__ = ()
 
     @classmethod
     def from_sums(cls, sums: RunningSums) -> "SamplerTotals":
@@ -248,8 +229,8 @@ class SamplerTotals:
         vals["count"] = int(vals["count"])
         return cls(**vals)
 
-    def __getitem__(self, name: str):
-        return getattr(self, name)
+    def __getitem__(self, key):
+        return getattr(self, key) if isinstance(key, str) else super().__getitem__(key)
 
     @property
     def energy_mean(self) -> np.ndarray:
