@@ -480,7 +480,10 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         rres, ref_obj, why = reference, None, "precomputed ReferenceResult"
     else:
         if isinstance(reference, str) and reference == "auto":
-            kind, why = ref_lib.auto_kind(float(hist.t[reference_index]), T_all, _from_tapjax(hist))
+            t0_ref = float(hist.t[reference_index])
+            if "snapshot index" in str(hist.info.get("time", "")):
+                t0_ref = float("nan")    # t is only the position in the list: not known to be t = 0
+            kind, why = ref_lib.auto_kind(t0_ref, T_all, _from_tapjax(hist))
             ref_obj = Reference(kind=kind)  # type: ignore[arg-type]
         else:
             ref_obj = ref_lib.as_reference(reference)

@@ -316,7 +316,8 @@ def auto_kind(t0: float, num_snapshots: int, from_tapjax_run: bool) -> tuple[str
         return "init", ("the series starts at t = 0 (tapjax run)" if from_tapjax_run
                         else "the series' metadata put its first snapshot at t = 0")
     why = ("a single snapshot cannot be its own untrained reference" if num_snapshots == 1
-           else f"the series has no t = 0 snapshot (first t = {t0:g})")
+           else f"the series has no t = 0 snapshot (first t = {t0:g})" if np.isfinite(t0)
+           else "the series' times are unknown (no t = 0 snapshot known)")
     return "shuffled", why + ": null model of the first snapshot's permuted entries"
 
 
