@@ -391,7 +391,9 @@ def _level_method(n_spins: int, level_spacing, level_method: str, dense_max_spin
         return "dense", f"dense eigvalsh of I − M at β_c (N = {n_spins} ≤ {dense_max_spins})" \
             if level_method == "auto" else "dense eigvalsh (requested)"
     try:
-        from tapjax import levels  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        from tapjax import levels  # pylint: disable=import-outside-toplevel
+        if not hasattr(levels, "level_spacing"):
+            raise ImportError("tapjax.levels has no level_spacing(c, beta, method)")
     except ImportError:
         if level_spacing == "auto":
             return None, (f"skipped: N = {n_spins} > dense_max_spins = {dense_max_spins} and "
