@@ -23,8 +23,8 @@ of batched vs unbatched matmuls), and it writes the same checkpoint files, so
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -37,14 +37,15 @@ import optax
 from tapjax import checkpoints as ckpt
 from tapjax.binarize import ste_step
 from tapjax.data import Dataset
+from tapjax.locking import WorkdirLock
 from tapjax.losses import mean_loss
 from tapjax.models import init_params, preprocess
-from tapjax.training import (TrainConfig, TrainResult, checkpoint_steps, epoch_batches,
-                             scan_compiler_options, sgd_scan, state_arrays,
-                             steps_per_epoch)
+from tapjax.training import (TrainConfig, TrainResult, checkpoint_steps, clean_stale_files,
+                             config_fingerprint, epoch_batches, scan_compiler_options, sgd_scan,
+                             state_arrays, steps_per_epoch)
 
 # Fields that must agree across runs trained together (lr, momentum, seed, kind may differ).
-SHARED_FIELDS = ("batch_size", "epochs", "margin", "schedule", "first_epoch_levels")
+SHARED_FIELDS = ("batch_size", "epochs", "margin", "schedule", "first_epoch_levels", "loss")
 SHARED_MODEL_FIELDS = ("input_dim", "widths", "init_scale", "use_bias")
 
 
@@ -84,7 +85,7 @@ def forward(params: dict[str, Any], x_uint8: jax.Array, is_binarized) -> jax.Arr
       Scores ``(batch, N_L)``.
     """
     x = jnp.where(is_binarized, preprocess(x_uint8, "binarized"), preprocess(x_uint8, "standard"))
-    names = sorted(params, key=lambda n: int(n.removeprefix("layer")))
+    names = ckpt.layer_order(list(params))
     for k, name in enumerate(names):
         x = x @ params[name]["kernel"]
         if "bias" in params[name]:
@@ -99,8 +100,10 @@ def _optimizer(lr, momentum) -> optax.GradientTransformation:
     return optax.sgd(lr, momentum=momentum)
 
 
-def run_chunk(margin: float) -> Callable:
+def run_chunk(margin: float, loss: str = "weston_watkins") -> Callable:
     """Unjitted chunk of one run: ``(params, opt_state, hyper, x_uint8, y, idx) -> (params, opt_state, losses)``.
+
+    ``loss`` names the per-sample loss (:data:`tapjax.losses.LOSSES`), ``margin`` its margin.
 
     ``hyper`` holds scalars ``lr``, ``momentum``, ``is_binarized``; ``idx`` is ``(steps, batch)``.
     The scan body is :func:`tapjax.training.make_chunk_fn`'s step with the kind switch of
@@ -111,14 +114,14 @@ def run_chunk(margin: float) -> Callable:
         tx = _optimizer(hyper["lr"], hyper["momentum"])
 
         def loss_fn(p, xb, yb):
-            return mean_loss(forward(p, xb, hyper["is_binarized"]), yb, margin)
+            return mean_loss(forward(p, xb, hyper["is_binarized"]), yb, margin, loss)
 
         return sgd_scan(loss_fn, tx, params, opt_state, x, y, idx)
 
     return one_run
 
 
-def make_multi_chunk_fn(margin: float) -> Callable:
+def make_multi_chunk_fn(margin: float, loss: str = "weston_watkins") -> Callable:
     """Jitted vmapped chunk of SGD-momentum steps for R runs.
 
     Returns ``chunk(params, opt_state, hyper, x_uint8, y, idx) -> (params, opt_state, losses)``
@@ -127,7 +130,7 @@ def make_multi_chunk_fn(margin: float) -> Callable:
     and labels ``y`` ``(n,)`` shared by all runs, ``idx`` int32 ``(R, steps, batch)``, and
     ``losses`` ``(R, steps)``. Inputs ``params`` and ``opt_state`` are donated.
     """
-    return jax.jit(jax.vmap(run_chunk(margin), in_axes=(0, 0, 0, None, None, 0)), donate_argnums=(0, 1),
+    return jax.jit(jax.vmap(run_chunk(margin, loss), in_axes=(0, 0, 0, None, None, 0)), donate_argnums=(0, 1),
                    compiler_options=scan_compiler_options())
 
 
@@ -184,7 +187,9 @@ def train_many(cfgs: Sequence[TrainConfig], data: Dataset, workdirs: Sequence[st
       data: the dataset (raw uint8 pixels; preprocessing happens per batch inside the step).
       workdirs: one run directory per config (same layout as :func:`tapjax.training.train`:
         ``config.json``, ``history.json``, ``state.npz``, ``checkpoints/``), or None to keep
-        everything in memory. Existing directories are not resumed: use fresh ones.
+        everything in memory. Existing directories are not resumed: use fresh ones. Each is
+        locked (:class:`tapjax.locking.WorkdirLock`) for the whole call, so no other writer
+        can mix into it.
       progress: print one line per epoch.
 
     Returns:
@@ -192,15 +197,28 @@ def train_many(cfgs: Sequence[TrainConfig], data: Dataset, workdirs: Sequence[st
     """
     cfgs = list(cfgs)
     check_compatible(cfgs)
-    c0 = cfgs[0]
     if workdirs is not None and len(workdirs) != len(cfgs):
         raise ValueError(f"{len(workdirs)} workdirs for {len(cfgs)} runs")
+    if workdirs is not None:
+        real = [os.path.realpath(w) for w in workdirs]
+        if len(set(real)) != len(real):
+            raise ValueError(f"workdirs {list(workdirs)}: each run needs its own directory")
+    steps_per_epoch(cfgs[0], data)
+    with contextlib.ExitStack() as stack:
+        for wd in workdirs or ():
+            lock = stack.enter_context(WorkdirLock(wd))
+            clean_stale_files(wd, lock.acquired_at)
+        return _train_many_locked(cfgs, data, workdirs, progress=progress)
+
+
+def _train_many_locked(cfgs, data, workdirs, *, progress) -> MultiTrainResult:
+    c0 = cfgs[0]
     n = data.x_train.shape[0]
     spe = steps_per_epoch(c0, data)
     params, opt_state, hyper, shuffle = init_runs(cfgs)
     x_tr, y_tr = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_va, y_va = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
-    chunk = make_multi_chunk_fn(c0.margin)
+    chunk = make_multi_chunk_fn(c0.margin, c0.loss)
     R = len(cfgs)
     histories: list[list[dict]] = [[] for _ in range(R)]
 
@@ -219,15 +237,16 @@ def train_many(cfgs: Sequence[TrainConfig], data: Dataset, workdirs: Sequence[st
                 ckpt.save_checkpoint(wd, p, meta)
             if write_state:
                 ckpt.atomic_write_json(os.path.join(wd, "history.json"), histories[r])
-                ckpt.atomic_write_npz(os.path.join(wd, "state.npz"),
-                                      state_arrays(p, unstack_tree(host_opt, r), step, len(histories[r])))
+                ckpt.atomic_write_npz(os.path.join(wd, "state.npz"), state_arrays(
+                    p, unstack_tree(host_opt, r), step, len(histories[r]), history=histories[r],
+                    loss_sum=float(epoch_loss[r]), loss_steps=step % spe,
+                    fingerprint=config_fingerprint(cfg)))
 
     if workdirs is not None:
         for cfg, wd in zip(cfgs, workdirs):
-            if os.path.exists(os.path.join(wd, "state.npz")):
+            if os.path.exists(os.path.join(wd, "state.npz")) or ckpt.list_checkpoints(wd):
                 raise ValueError(f"{wd} already holds a run; train_many starts fresh runs only "
                                  "(resume a single run with tapjax.training.train)")
-            os.makedirs(wd, exist_ok=True)
             ckpt.atomic_write_json(os.path.join(wd, "config.json"), cfg.to_dict())
     total = c0.epochs * spe
     ck_steps = checkpoint_steps(c0, spe)

@@ -303,7 +303,7 @@ def _restore_state(path: str, params_tmpl, opt_tmpl, cfg: TrainConfig | None = N
         raise ckpt.CheckpointError(f"{path}: parameter shapes do not match the model config")
     if any(a.shape != b.shape for a, b in zip(opt_leaves, leaves)):
         raise ckpt.CheckpointError(f"{path}: optimizer state shapes do not match the model config")
-    for name, leaf in [*ckpt.flatten_dict(params).items(),
+    for name, leaf in [*((f"params/{k}", v) for k, v in ckpt.flatten_dict(params).items()),
                        *((f"opt/{i:04d}", v) for i, v in enumerate(opt_leaves))]:
         if not np.all(np.isfinite(np.asarray(leaf))):
             raise ckpt.CheckpointError(f"{path}: {name} holds NaN/Inf values: {_CORRUPT_STATE}")
