@@ -197,6 +197,8 @@ def _classify_module(where, mod, params: dict, weight_layout: str, why: str, not
         layout, why_, klayout = weight_layout, why, conv_layout
     if ndim == 2:
         return _dense(mod, w, b, layout, why_, where, notes)
+    if "transpose" in lname or "deconv" in lname:
+        raise _unsupported(where, mod, "a transposed convolution")
     if conv_kind == "flax" and "conv" not in lname:
         raise SourceError(f"{where}: module '{mod}' has a rank-{ndim} kernel; rank-3/4 kernels are "
                           "read as convolutions only when the module name contains 'Conv' "
@@ -1009,6 +1011,8 @@ def load_series(source, *, layout: Layout | None = None, name: str | None = None
     """
     if layout not in (None, "in_out", "out_in"):
         raise SourceError(f"layout={layout!r}: use 'in_out', 'out_in' or None (the format's own rule)")
+    if isinstance(source, RunHistory):
+        return source
     kw = dict(input_shape=input_shape, conv=conv, max_bytes=max_bytes, name=name, layout=layout)
     if _is_pathlike(source):
         path = os.fspath(source)

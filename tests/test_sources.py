@@ -203,6 +203,8 @@ def test_torch_unsupported_layers_are_named():
 
     with pytest.raises(SourceError, match="residual"):
         _quiet(load_network, Residual())
+    with pytest.raises(SourceError, match=r"layer 'up.deconv' is a transposed convolution"):
+        _quiet(load_network, {"up.deconv.weight": torch.zeros(2, 3, 2, 2)}, input_shape=(4, 4))
     with pytest.raises(SourceError, match=r"layer 'bn'.*normalization"):
         _quiet(load_network, {"fc.weight": torch.zeros(4, 4), "bn.weight": torch.ones(4),
                               "bn.running_mean": torch.zeros(4)})
