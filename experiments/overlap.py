@@ -34,30 +34,6 @@ from absl import app, flags
 
 from tapjax.overlap.shape import onset_temperature, pq_shape, temperature_index
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "runs/overlap", "Where nets, curves, summary and figures go.")
-flags.DEFINE_list("parts", ["training", "conditions", "planted", "lowT"],
-                  "training, conditions, planted, lowT, paper.")
-flags.DEFINE_list("widths", ["128", "128", "10"], "Hidden and output widths of the small nets.")
-flags.DEFINE_integer("epochs", 20, "Training epochs of the base runs (embedded 4k training images).")
-flags.DEFINE_float("lr", 1e-3, "Base learning rate (SGD, momentum 0.9, batch 32, hinge loss).")
-flags.DEFINE_list("times", ["0", "1", "4", "20"], "Training times (epochs) whose curves are computed.")
-flags.DEFINE_integer("n_replicas", 8, "Replicas per temperature.")
-flags.DEFINE_integer("n_temps", 32, "Temperatures (geometric grid).")
-flags.DEFINE_float("t_min", 0.4, "Lowest temperature (small nets).")
-flags.DEFINE_float("t_max", 16.0, "Highest temperature (small nets).")
-flags.DEFINE_integer("n_burn", 400, "Burn-in sweeps.")
-flags.DEFINE_integer("n_measure", 1200, "Measurement sweeps.")
-flags.DEFINE_integer("seeds", 3, "Training seeds per group in the planted-pattern experiment.")
-flags.DEFINE_float("plant_fraction", 0.05, "Fraction of training images that carry the patch.")
-flags.DEFINE_integer("patch", 4, "Patch side (pixels), bottom-right corner.")
-flags.DEFINE_float("label_noise", 0.4, "Fraction of training labels replaced by random labels.")
-flags.DEFINE_integer("small_n", 500, "Training-set size of the small-data run.")
-flags.DEFINE_string("paper_run", "", "Full-MNIST run directory (read-only); needed by --parts=paper.")
-flags.DEFINE_float("map_T_frac", 0.5, "Input-layer maps are taken at this fraction of each net's TAP T_c.")
-flags.DEFINE_bool("tap", True, "Also compute the TAP T_c of each net (paper section 3.2 rule).")
-
-
 @dataclasses.dataclass(frozen=True)
 class OverlapExperiment:
     """All settings of one invocation (the flags, typed). See the flag help for each field."""
@@ -103,6 +79,47 @@ class OverlapExperiment:
 
 
 PARTS = ("training", "conditions", "planted", "lowT", "paper")
+
+
+# One source of truth: each field of OverlapExperiment is a flag with the field's default.
+_HELP = {
+    "workdir": "Where nets, curves, summary and figures go.",
+    "parts": "training, conditions, planted, lowT, paper.",
+    "widths": "Hidden and output widths of the small nets.",
+    "epochs": "Training epochs of the base runs (embedded 4k training images).",
+    "lr": "Base learning rate (SGD, momentum 0.9, batch 32, hinge loss).",
+    "times": "Training times (epochs) whose curves are computed.",
+    "n_replicas": "Replicas per temperature.",
+    "n_temps": "Temperatures (geometric grid).",
+    "t_min": "Lowest temperature (small nets).",
+    "t_max": "Highest temperature (small nets).",
+    "n_burn": "Burn-in sweeps.",
+    "n_measure": "Measurement sweeps.",
+    "seeds": "Training seeds per group in the planted-pattern experiment.",
+    "plant_fraction": "Fraction of training images that carry the patch.",
+    "patch": "Patch side (pixels), bottom-right corner.",
+    "label_noise": "Fraction of training labels replaced by random labels.",
+    "small_n": "Training-set size of the small-data run.",
+    "paper_run": "Full-MNIST run directory (read-only); needed by --parts=paper.",
+    "map_T_frac": "Input-layer maps are taken at this fraction of each net's TAP T_c.",
+    "tap": "Also compute the TAP T_c of each net (paper section 3.2 rule).",
+}
+_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+           str: flags.DEFINE_string}
+
+
+def _define_flags() -> None:
+    for field in dataclasses.fields(OverlapExperiment):
+        default = field.default
+        if isinstance(default, tuple):
+            flags.DEFINE_list(field.name, [f"{v:g}" if isinstance(v, float) else str(v) for v in default],
+                              _HELP[field.name])
+        else:
+            _DEFINE[type(default)](field.name, default, _HELP[field.name])
+
+
+_define_flags()
+FLAGS = flags.FLAGS
 
 
 # --------------------------------------------------------------------------- data variants

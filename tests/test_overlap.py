@@ -511,12 +511,16 @@ def test_overlap_experiment_config_from_flags():
     import inspect
     from absl import flags
     from experiments import overlap as script
-    fl = flags.FlagValues()
-    for name in dir(flags.FLAGS):                 # the script's flags, on a private FlagValues
-        if name in {f.name for f in dataclasses.fields(script.OverlapExperiment)}:
-            fl[name] = copy.deepcopy(flags.FLAGS[name])     # no shared state with FLAGS
-    fl(["overlap", "--parts=training,lowT", "--widths=32,10", "--times=0,2.5", "--workdir=/tmp/x"])
-    cfg = script.OverlapExperiment.from_flags(fl)
+
+    def parse(argv):
+        fl = flags.FlagValues()
+        for f in dataclasses.fields(script.OverlapExperiment):   # the script's flags, privately
+            fl[f.name] = copy.deepcopy(flags.FLAGS[f.name])       # no shared state with FLAGS
+        fl(["overlap", *argv])
+        return script.OverlapExperiment.from_flags(fl)
+
+    assert parse([]) == script.OverlapExperiment()               # flag defaults = config defaults
+    cfg = parse(["--parts=training,lowT", "--widths=32,10", "--times=0,2.5", "--workdir=/tmp/x"])
     assert cfg.parts == ("training", "lowT") and cfg.widths == (32, 10) and cfg.times == (0.0, 2.5)
     assert cfg.workdir == "/tmp/x" and cfg.n_burn == 400
     np.testing.assert_allclose(cfg.temperatures[[0, -1]], [0.4, 16.0])
