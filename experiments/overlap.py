@@ -194,33 +194,23 @@ def checkpoint_at(run: str, t: float) -> str:
 
 # --------------------------------------------------------------------------- TAP reference
 class TapReference:
-    """The paper's T_c rule (section 3.2): λ* = min_β λ_min(I − M(β)) of the untrained net, then
-    T_c = 1/β_c with β_c the first β at which λ_min(I − M(β)) ≤ λ* for a trained one.
+    """The paper's T_c rule (section 3.2) for the small nets: λ* = min_β λ_min(I − M(β)) of the
+    untrained net (:class:`tapjax.reference.Reference`, ``kind="init"``), then T_c = 1/β_c with
+    β_c the first β at which λ_min(I − M(β)) ≤ λ* (:func:`tapjax.recurrence.critical_beta`,
+    scan with β* as hint, secant).
 
-    Both use the block-tridiagonal positive-definiteness test of :mod:`tapjax.recurrence`
-    (eqs. 26–27) instead of dense diagonalization: λ_min(β) by bisection on the shift, and
-    β_c by :func:`tapjax.recurrence.critical_beta` (scan with β* as hint, secant). λ* is the minimum over 16 β around
-    the analytic β_c. For the untrained net itself, β_c is that minimizer.
+    λ* is the minimum over 16 β in [0.8, 1.25] × the analytic β_c (C = 2), by dense
+    diagonalization, without golden-section polish (the grid of the runs in docs/overlap.md;
+    a minimum on the grid's edge extends the grid instead of being taken). For the untrained
+    net itself, β_c is that minimizer.
     """
 
     def __init__(self, c0):
-        import jax  # pylint: disable=import-outside-toplevel
-        from tapjax import recurrence  # pylint: disable=import-outside-toplevel
         from tapjax.msk import critical_beta  # pylint: disable=import-outside-toplevel
-
-        @jax.jit
-        def lam_min(c, beta):
-            def body(_, b):
-                mid = 0.5 * (b[0] + b[1])
-                ok = recurrence.positive_definite(c, beta, mid)
-                return jax.numpy.where(ok, mid, b[0]), jax.numpy.where(ok, b[1], mid)
-            lo, hi = jax.lax.fori_loop(0, 32, body, (jax.numpy.float32(-2.0), jax.numpy.float32(1.5)))
-            return 0.5 * (lo + hi)
-
+        from tapjax.reference import Reference  # pylint: disable=import-outside-toplevel
         betas = critical_beta(c0.sizes, 2.0) * np.linspace(0.8, 1.25, 16)
-        curve = np.array([float(lam_min(c0, b)) for b in betas])
-        i = int(np.argmin(curve))
-        self.threshold_value, self.threshold_beta = float(curve[i]), float(betas[i])
+        self.reference = Reference(kind="init", betas=tuple(betas), backend="dense", refine=False).compute(c0)
+        self.threshold_value, self.threshold_beta = self.reference.threshold, self.reference.beta_star
         self.reference_weights = [np.asarray(w) for w in c0.weights]
 
     def critical_temperature(self, c) -> float:

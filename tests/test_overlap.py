@@ -535,3 +535,28 @@ def test_overlap_experiment_config_from_flags():
     readers = {fn.name for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef)
                for node in ast.walk(fn) if isinstance(node, ast.Name) and node.id == "FLAGS"}
     assert readers == {"main"}, readers
+
+
+def test_overlap_script_tap_reference_is_the_library_rule():
+    """experiments/overlap.py's λ* (library Reference, dense) equals the PD-bisection value the
+    docs' runs used, on a 16-12-8 MSK net; the untrained net's own T_c is 1/β*."""
+    from experiments import overlap as script
+    from tapjax import recurrence
+    from tapjax.msk import critical_beta
+    c0 = random_couplings(3, (16, 12, 8))
+    ref = script.TapReference(c0)
+
+    @jax.jit
+    def lam_min(c, beta):                        # the script's former implementation
+        def body(_, b):
+            mid = 0.5 * (b[0] + b[1])
+            ok = recurrence.positive_definite(c, beta, mid)
+            return jnp.where(ok, mid, b[0]), jnp.where(ok, b[1], mid)
+        lo, hi = jax.lax.fori_loop(0, 32, body, (jnp.float32(-2.0), jnp.float32(1.5)))
+        return 0.5 * (lo + hi)
+
+    betas = critical_beta(c0.sizes, 2.0) * np.linspace(0.8, 1.25, 16)
+    curve = np.array([float(lam_min(c0, b)) for b in betas])
+    np.testing.assert_allclose(ref.threshold_value, curve.min(), atol=2e-5)
+    assert ref.threshold_beta == pytest.approx(betas[int(np.argmin(curve))], rel=1e-12)
+    assert ref.critical_temperature(c0) == pytest.approx(1.0 / ref.threshold_beta)
