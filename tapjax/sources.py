@@ -988,7 +988,8 @@ def load_series(source, *, layout: Layout | None = None, name: str | None = None
         ``nn.Module`` or state_dict, a fitted scikit-learn ``MLPClassifier``/``MLPRegressor``, a
         file path (``.safetensors``, ``.pt``/``.pth``/``.bin``, ``.keras``/``.h5``, ``.npz`` incl.
         tapjax checkpoints), a directory of such files or a list of paths (a time series), or a
-        tapjax run directory (with ``checkpoints/``).
+        tapjax run directory (with ``checkpoints/``), or a list of in-memory snapshots (state
+        dicts, Flax params, modules: a series in list order unless they carry a step).
       layout: ``"in_out"`` or ``"out_in"`` for formats without a fixed convention (lists of
         arrays, ``.safetensors``, ``.npz``); contradicting a format's own convention (PyTorch,
         Keras, Flax, scikit-learn) raises :class:`SourceError`.
@@ -1034,6 +1035,13 @@ def load_series(source, *, layout: Layout | None = None, name: str | None = None
         for i, s in enumerate(snaps):
             s.path, s.meta = f"{name or 'arrays'}[t={i}]", {"step": float(i)}
         return _series(snaps, source_desc="stacked arrays", **kw)
+    if isinstance(source, (list, tuple)) and source and all(
+            isinstance(s, Mapping) or _is_torch_module(s) or hasattr(s, "coefs_") for s in source):
+        snaps = [_read_object(s, layout, name) for s in source]   # in-memory snapshots, in order
+        for i, s in enumerate(snaps):
+            s.path = f"{s.path}[{i}]"
+            s.meta.setdefault("step", float(i))
+        return _series(snaps, source_desc=f"{len(snaps)} in-memory snapshots", **kw)
     snap = _read_object(source, layout, name)
     return _series([snap], source_desc=snap.path, **kw)
 

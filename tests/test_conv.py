@@ -52,6 +52,7 @@ def test_matches_lax_conv_channels_last(padding, stride):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 def test_same_padding_matches_torch_same():
     torch = pytest.importorskip("torch")
     rng = _rng(3)

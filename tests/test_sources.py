@@ -57,6 +57,14 @@ def test_stacked_arrays_are_a_time_series():
     _same(h, ws1, 1)
 
 
+def test_list_of_in_memory_snapshots_is_a_series():
+    ws0, _ = _net(0)
+    ws1, _ = _net(1)
+    h = load_series([{f"Dense_{k}": {"kernel": w} for k, w in enumerate(ws)} for ws in (ws0, ws1)])
+    assert len(h) == 2 and list(h.step) == [0, 1]
+    _same(h, ws1, 1)
+
+
 def test_transposed_list_names_the_layer_and_cause():
     ws, _ = _net()
     with pytest.raises(SourceError, match=r"layer 'W2'.*transposed.*layout='out_in'"):
@@ -340,6 +348,20 @@ def test_keras_archive_and_legacy_h5(tmp_path):
     _same(h2, [block, d1, d2])
     with pytest.raises(SourceError, match="contradicts"):
         load_network(tmp_path / "m.keras", layout="out_in")
+
+
+def test_real_keras_files(tmp_path):
+    """Files written by Keras itself (skipped unless keras is installed; not a dependency)."""
+    keras = pytest.importorskip("keras")
+    m = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(3, 3, strides=2, padding="same"),
+                          keras.layers.Flatten(), keras.layers.Dense(5), keras.layers.Dense(4, use_bias=False)])
+    m.save(tmp_path / "m.keras")
+    m.save(tmp_path / "m.h5")
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 2)).astype(np.float32)
+    for p in ("m.keras", "m.h5"):
+        h = _quiet(load_network, tmp_path / p)
+        z = (x.reshape(3, -1) @ h.weights[0][0] + h.biases[0][0]) @ h.weights[1][0] + h.biases[1][0]
+        np.testing.assert_allclose(z @ h.weights[2][0], np.asarray(m(x)), rtol=1e-4, atol=1e-5)
 
 
 def test_keras_unsupported_layers(tmp_path):
