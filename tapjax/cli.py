@@ -49,15 +49,16 @@ def enable_compilation_cache(cache_dir: str | None) -> str | None:
 
 # --------------------------------------------------------------------------- analyze
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from tapjax import analysis  # pylint: disable=import-outside-toplevel
-    kw = {}
+    # pylint: disable=import-outside-toplevel
+    from tapjax import analysis, sources
+    load_kw = {}
     if args.layout:
-        kw["layout"] = args.layout
+        load_kw["layout"] = args.layout
     if args.input_shape:
-        kw["input_shape"] = tuple(int(s) for s in args.input_shape.split(","))
-    if args.no_level_spacing:
-        kw["level_spacing"] = False
-    a = analysis.analyze(args.path, reference=args.reference, progress=not args.quiet, **kw)
+        load_kw["input_shape"] = tuple(int(s) for s in args.input_shape.split(","))
+    source = sources.load_series(args.path, **load_kw) if load_kw else args.path
+    a = analysis.analyze(source, reference=args.reference, progress=not args.quiet,
+                         level_spacing=False if args.no_level_spacing else "auto")
     out = args.out or _default_out(args.path)
     os.makedirs(out, exist_ok=True)
     written = list(analysis.save_analysis(a, os.path.join(out, "analysis")))
