@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app, flags
 
-from tapjax.data import load_dataset
+from tapjax.checkpoints import CheckpointError
+from tapjax.data import DataError, load_dataset
+from tapjax.losses import LOSSES
 from tapjax.models import ModelConfig
 from tapjax.training import TrainConfig, train
 
@@ -36,6 +39,9 @@ flags.DEFINE_list("widths", ["512", "512", "512", "10"], "Layer widths N_1..N_L.
 flags.DEFINE_float("init_scale", 2.0, "C of the N(0, C/N_in) init.")
 flags.DEFINE_bool("use_bias", False, "Add biases (not part of the spin model).")
 flags.DEFINE_float("margin", 10.0, "Hinge margin.")
+flags.DEFINE_enum("loss", "weston_watkins", list(LOSSES),
+                  "L2 hinge loss: 'weston_watkins' (PyTorch MultiMarginLoss(p=2)) or 'one_vs_rest' "
+                  "(Tang 2013's L2-SVM: a squared-hinge binary SVM per output against +-1 targets).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
@@ -59,6 +65,13 @@ def plot_history(history, path: str, title: str) -> None:
 
 def main(argv):
     del argv
+    try:
+        run()
+    except (DataError, CheckpointError, FloatingPointError) as e:
+        sys.exit(f"error: {e}")
+
+
+def run():
     data = load_dataset(FLAGS.dataset)
     model = ModelConfig(kind=FLAGS.model, input_dim=data.input_dim,
                         widths=tuple(int(w) for w in FLAGS.widths),
@@ -66,7 +79,8 @@ def main(argv):
     cfg = TrainConfig(model=model, lr=FLAGS.lr, momentum=FLAGS.momentum,
                       batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, seed=FLAGS.seed,
                       margin=FLAGS.margin, schedule=FLAGS.schedule,
-                      first_epoch_levels=FLAGS.first_epoch_levels, dataset=data.name)
+                      first_epoch_levels=FLAGS.first_epoch_levels, dataset=data.name,
+                      loss=FLAGS.loss)
     result = train(cfg, data, FLAGS.workdir, progress=FLAGS.progress)
     plot_history(result.history, os.path.join(FLAGS.workdir, "validation_error.png"),
                  f"{FLAGS.model}, lr={FLAGS.lr:g}, {data.name}")

@@ -99,3 +99,21 @@ def test_incompatible_configs_rejected(data, tmp_path):
               for c in cfgs]
     with pytest.raises(ValueError, match="classes but the output layer has 3 units"):
         multirun.train_many(narrow, data)
+
+
+def test_vmapped_chunk_one_vs_rest(data):
+    cfgs = [dataclasses.replace(c, loss="one_vs_rest") for c in tiny_cfgs()[1:3]]
+    n = data.x_train.shape[0]
+    params, opt, hyper, shuffle = multirun.init_runs(cfgs)
+    idx = multirun.run_batches(shuffle, 0, n, 32)[:, :3]
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    p_multi, _, loss_multi = multirun.make_multi_chunk_fn(cfgs[0].margin, "one_vs_rest")(
+        params, opt, hyper, x, y, idx)
+    for r, cfg in enumerate(cfgs):
+        key_init, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
+        p = init_params(cfg.model, key_init)
+        p1, _, loss1 = make_chunk_fn(cfg)(p, make_optimizer(cfg).init(p), preprocess(x, cfg.model.kind), y, idx[r])
+        np.testing.assert_allclose(np.asarray(loss_multi[r]), np.asarray(loss1), rtol=2e-5)
+        _close(multirun.unstack_tree(p_multi, r), p1)
+    with pytest.raises(ValueError, match=r"\['loss'\]"):
+        multirun.check_compatible([cfgs[0], dataclasses.replace(cfgs[1], loss="weston_watkins")])

@@ -160,3 +160,30 @@ def test_one_vs_rest_closed_form():
     np.testing.assert_allclose(mean_loss(jnp.zeros((2, 4)), jnp.array([0, 1]), 10.0, "one_vs_rest"), 400.0)
     with pytest.raises(ValueError, match="loss='crammer'"):
         per_sample_loss("crammer")
+
+
+def test_loss_option_is_wired(data):
+    import jax.numpy as jnp
+    from tapjax.losses import mean_loss
+    from tapjax.models import MLP, preprocess
+    from tapjax.training import epoch_batches, make_chunk_fn, make_optimizer
+    # old configs without the field load as Weston-Watkins; unknown fields are named
+    d = small_cfg().to_dict()
+    del d["loss"]
+    assert TrainConfig.from_dict(d).loss == "weston_watkins"
+    with pytest.raises(ValueError, match=r"unknown TrainConfig field\(s\) \['colour'\]"):
+        TrainConfig.from_dict({**d, "colour": 1})
+    with pytest.raises(ValueError, match="loss='hinge'"):
+        small_cfg(loss="hinge")
+    x = preprocess(jnp.asarray(data.x_train[:256]), "standard")
+    y = jnp.asarray(data.y_train[:256])
+    idx = epoch_batches(jax.random.PRNGKey(1), 0, 256, 32)[:2]
+    first = {}
+    for loss in ("weston_watkins", "one_vs_rest"):
+        cfg = small_cfg(loss=loss)
+        p = init_params(cfg.model, jax.random.PRNGKey(0))
+        direct = float(mean_loss(MLP(cfg.model).apply({"params": p}, x[idx[0]]), y[idx[0]], cfg.margin, loss))
+        _, _, losses = make_chunk_fn(cfg)(p, make_optimizer(cfg).init(p), x, y, idx)
+        np.testing.assert_allclose(float(losses[0]), direct, rtol=1e-6)   # step 1 sees the init
+        first[loss] = direct
+    assert first["one_vs_rest"] != pytest.approx(first["weston_watkins"], rel=0.1)
