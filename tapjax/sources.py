@@ -203,8 +203,8 @@ def _classify_module(where, mod, params: dict, weight_layout: str, why: str, not
         raise SourceError(f"{where}: module '{mod}' has a rank-{ndim} kernel; rank-3/4 kernels are "
                           "read as convolutions only when the module name contains 'Conv' "
                           f"(DenseGeneral/attention are not supported); supported: {SUPPORTED}")
-    return _convl(mod, w, b, klayout, why_ if wkey == "kernel" else
-                  f"conv weights are (C_out, C_in, *k) ({why})", where, notes,
+    kshape = "(C_out, C_in, *k)" if klayout == "torch" else "(*k, C_in, C_out)"
+    return _convl(mod, w, b, klayout, f"conv kernels are {kshape} ({why_})", where, notes,
                   conv_defaults, assumed=True)
 
 
@@ -361,7 +361,7 @@ def _from_torch_module(model, where, notes: list) -> list[_Layer]:
 def _meta_of(d: Mapping[str, Any]) -> dict:
     out = {}
     for key, aliases in (("step", ("step", "global_step", "iteration", "iter")),
-                         ("epoch", ("epoch", "t")), ("train_loss", ("train_loss", "loss")),
+                         ("epoch", ("t", "epoch")), ("train_loss", ("train_loss", "loss")),
                          ("val_error", ("val_error",))):
         for a in aliases:
             if a in d and d[a] is not None:
