@@ -1019,6 +1019,7 @@ def load_series(source, *, layout: Layout | None = None, name: str | None = None
         path = os.fspath(source)
         if os.path.isdir(path):
             if os.path.isdir(os.path.join(path, "checkpoints")):
+                _check_claim(path, layout, "in_out", "tapjax checkpoints hold Flax kernels (in, out)")
                 return _tapjax_run(path, name)
             files = _dir_files(path)
             return _series([_read_file(p, layout) for p in files], source_desc=path, **kw)

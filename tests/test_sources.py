@@ -413,6 +413,8 @@ def test_tapjax_checkpoint_and_run_directory(tmp_path):
     _same(run, ws0, 0)
     _same(run, ws1, 1)
     assert run.layer_names == ("layer1", "layer2", "layer3")
+    with pytest.raises(SourceError, match="contradicts"):
+        load_series(tmp_path, layout="out_in")
 
 
 def test_directory_series_order(tmp_path):
