@@ -177,6 +177,7 @@ def test_torch_conv_module_matches_torch_forward():
                                rtol=1e-5, atol=1e-5)
     assert h.info["layers"][0]["conv"]["stride"] == [2, 2]
     assert h.info["layers"][0]["conv_assumed"] is False
+    json.dumps(h.info)                                        # info is plain JSON
     # state_dict: no stride stored → assumed (warned); stating it reproduces the module's block
     with pytest.raises(SourceError, match=r"conv layer '0' are not stored.*conv="):
         _quiet(load_network, net.state_dict(), input_shape=(8, 6))
