@@ -10,7 +10,7 @@ import importlib
 
 from tapjax import (analysis, binarize, checkpoints, data, losses, models, msk, recurrence,
                     spectra, spin_model, tap, training)
-from tapjax.analysis import Analysis, analyze_run, load_analysis, save_analysis
+from tapjax.analysis import Analysis, analyze, analyze_run, load_analysis, save_analysis
 from tapjax.checkpoints import CheckpointError, RunHistory, load_checkpoint, load_run
 from tapjax.data import DataError, Dataset, load_dataset
 from tapjax.models import MLP, ModelConfig, weights_from_params
@@ -24,17 +24,24 @@ from tapjax.training import TrainConfig, train
 __version__ = "0.1.0"
 
 # Loaded on first use (``tapjax.sharding`` …), so ``import tapjax`` does not pay for them.
-_LAZY_MODULES = ("fits", "multirun", "overlap", "sgtrain", "sharding")
+_LAZY_MODULES = ("conv", "distributed", "fits", "multirun", "overlap", "reference", "sgtrain",
+                 "sharding", "sources")
+# Names loaded with their module on first use: name -> module.
+_LAZY_NAMES = {"load_series": "sources", "load_network": "sources", "SourceError": "sources",
+               "Reference": "reference"}
 
 
 def __getattr__(name):
     if name in _LAZY_MODULES:
         return importlib.import_module(f"tapjax.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f"tapjax.{_LAZY_NAMES[name]}"), name)
     raise AttributeError(f"module 'tapjax' has no attribute {name!r}")
 
 
 __all__ = [
-    "Analysis", "CheckpointError", "DataError", "Dataset", "LayeredCouplings", "MLP",
+    "Analysis", "CheckpointError", "Reference", "SourceError", "analyze", "conv", "distributed",
+    "load_network", "load_series", "reference", "sources", "DataError", "Dataset", "LayeredCouplings", "MLP",
     "ModelConfig", "NoCrossingError", "RunHistory", "TrainConfig", "analysis", "analyze_run",
     "binarize", "checkpoints", "couplings", "critical_beta", "critical_beta_bisect",
     "critical_beta_grid", "critical_beta_search", "data", "fits", "inertia", "least_eigenvalue",
