@@ -569,3 +569,199 @@ def critical_beta_smooth(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
 
     s = jax.lax.while_loop(cond, body, s)
     return CriticalBeta(s.hi, s.lo, s.found, s.num_tests)
+
+
+# --------------------------------------------------------------------------- counting function, s_typ
+@functools.partial(jax.jit, static_argnames=("batch_size",))
+def counting_function(c: LayeredCouplings, beta, shifts, batch_size: int = 1) -> jax.Array:
+    r""":math:`\nu(x) = \#\{\text{eigenvalues of } I - M(\beta) < x\}` at each shift ``(K,)`` → ``(K,)``.
+
+    Sylvester's law of inertia on the ``eigh`` pivots of :func:`factorize` (eq. 27): the number of
+    negative eigenvalues of :math:`(1 - x)I - M` is the sum over the pivots. Exact (an integer),
+    O(Σ_k N_k³) per shift with ~10× the flops of the Cholesky PD test.
+    """
+    shifts = jnp.atleast_1d(jnp.asarray(shifts, c.dtype))
+    return jax.lax.map(lambda x: factorize(c, beta, x, "eigh").num_negative, shifts,
+                       batch_size=batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("num_vectors", "num_iter"))
+def lanczos_quadrature(c: LayeredCouplings, beta, num_vectors: int = 8, num_iter: int = 80,
+                       key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    r"""Stochastic Lanczos quadrature of the spectral measure of :math:`I - M(\beta)` (matrix-free).
+
+    For each of ``num_vectors`` Gaussian probes v, ``num_iter`` Lanczos steps give the Gauss
+    quadrature nodes θ_j and weights τ_j² of :math:`v^\top f(I - M) v/\|v\|^2`; averaged, they
+    estimate :math:`\nu(x)/N = \frac1N\mathrm{tr}\,\Theta(x - (I - M))` with a statistical error
+    ~:math:`1/\sqrt{N\cdot\texttt{num\_vectors}}` and a resolution of about the node spacing.
+
+    Returns:
+      ``(nodes (V, m), weights (V, m))``, each row's weights summing to 1.
+    """
+    key = jax.random.PRNGKey(11) if key is None else key
+    n = c.num_spins
+    m = int(min(num_iter, n))
+    r = join_layers(row_square_sums(c))
+    v0 = jax.random.normal(key, (num_vectors, n), c.dtype)
+
+    def one(v):
+        alpha, b, _ = lanczos_tridiagonal(lambda x: tap_matvec(c, beta, x, r), v, m)
+        T = jnp.diag(alpha) + jnp.diag(b[:-1], 1) + jnp.diag(b[:-1], -1)
+        th, S = jnp.linalg.eigh(T)
+        return th, S[0] ** 2
+
+    return jax.vmap(one)(v0)
+
+
+# Median of the GOE Wigner surmise P(s) = (π/2) s exp(−π s²/4) in units of the mean spacing.
+_GOE_MEDIAN = float(np.sqrt(4.0 * np.log(2.0) / np.pi))
+
+
+def median_spacing_from_counts(x, counts) -> float:
+    r"""s_typ (median of the N − 1 nearest-neighbour gaps) from the counting function at ``x``.
+
+    The estimator. Between consecutive points (bins) the mean gap is
+    :math:`\bar s_j = \Delta x_j/\Delta\nu_j` (:math:`\nu` = number of eigenvalues below x), and
+    the gaps there follow the GOE Wigner surmise :math:`P(s/\bar s_j)` (level repulsion of the
+    bulk). The fraction of all gaps below g is then
+    :math:`F(g) = \sum_j \frac{\Delta\nu_j}{N}\,[1 - e^{-\pi g^2/(4\bar s_j^2)}]`, and
+    s_typ solves :math:`F(s_{\rm typ}) = 1/2` (bisection). With a flat density this is
+    0.939 × the mean spacing; where the density varies (edges, the near-degenerate cluster of
+    J's |N_even − N_odd| zero modes) the mixture weighs each region by its share of the gaps.
+    Error (measured against dense eigvalsh on MSK and spiked nets, docs/levels.md): within ~6 %
+    with 16–64 equal-count bins; it comes from the surmise, not from the counts.
+
+    Args:
+      x: ``(K+1,)`` increasing points bracketing the spectrum (``counts[0] = 0``,
+        ``counts[-1] = N``); counts: ν at ``x``.
+    """
+    x = np.asarray(x, float)
+    counts = np.asarray(counts, float)
+    if x.ndim != 1 or x.shape != counts.shape or x.size < 2:
+        raise ValueError(f"median_spacing_from_counts: x {x.shape} and counts {counts.shape} "
+                         "must be equal-length 1-D arrays of ≥ 2 points")
+    dx, dn = np.diff(x), np.diff(counts)
+    if np.any(dx <= 0) or np.any(dn < 0):
+        raise ValueError("median_spacing_from_counts: x must increase and counts must not decrease")
+    keep = dn > 0
+    sbar, w = dx[keep] / dn[keep], dn[keep] / dn[keep].sum()
+    F = lambda g: float(np.sum(w * -np.expm1(-np.pi / 4.0 * (g / sbar) ** 2))) - 0.5
+    lo, hi = np.min(sbar) * 1e-3, np.max(sbar) * 10.0
+    for _ in range(200):  # bisection in log g
+        mid = np.sqrt(lo * hi)
+        lo, hi = (mid, hi) if F(mid) < 0 else (lo, mid)
+        if hi / lo - 1.0 < 1e-12:
+            break
+    return float(np.sqrt(lo * hi))
+
+
+def _equal_count_points(x, counts, N: int, K: int):
+    """K+1 points at which the piecewise-linear interpolant of ν crosses 0, N/K, …, N."""
+    q = np.linspace(0.0, N, K + 1)
+    return np.interp(q, counts, x)
+
+
+SpacingMethod = Literal["dense", "inertia", "slq", "auto"]
+
+# "auto" uses dense eigvalsh up to this N: at N = 2,330 (the paper's net) one eigvalsh takes
+# 1.2 s, while the inertia path needs 2K eigh-factorizations (≈ 30× more there) and SLQ only
+# matches the dense answer to a few %; dense memory (8 N² bytes) and time (N³) end the range.
+AUTO_DENSE_MAX_N = 6000
+
+
+def level_spacing(c: LayeredCouplings, beta, method: SpacingMethod = "auto", *, num_bins: int | None = None,
+                  shift=None, num_vectors: int = 8, num_iter: int = 80) -> tuple[float, dict]:
+    r"""Normalized first level spacing :math:`s_0/s_{\rm typ}` of :math:`I - M(\beta)` (paper §3.3).
+
+    :math:`s_0 = \lambda_2 - \lambda_1`, :math:`s_{\rm typ}` = median of the N − 1 gaps.
+
+    Methods:
+      ``"dense"``: ``eigvalsh`` of the N × N matrix (the reference; O(N³), 8N² bytes).
+      ``"inertia"``: s0 by :func:`lowest_eigenvalues` (shift-invert Lanczos, error = the
+        residuals); s_typ by :func:`median_spacing_from_counts` on the exact counting function
+        (:func:`counting_function`) at K uniform and then K equal-count shifts (2K ``eigh``
+        factorizations, O(K·Σ N_k³)).
+      ``"slq"``: as ``"inertia"``, but ν from :func:`lanczos_quadrature` (matrix-free,
+        O(num_vectors·num_iter·#weights)); for large N.
+      ``"auto"``: ``"dense"`` for N ≤ :data:`AUTO_DENSE_MAX_N`, else ``"slq"``.
+
+    Args:
+      c: couplings; beta: β (typically β_c); num_bins: K (default ``clip(N // 20, 8, 48)``);
+      shift: a known σ < λ_min for the shift-invert (e.g. the threshold λ* at the PD end of the
+        β_c bracket); num_vectors, num_iter: SLQ probes and steps.
+
+    Returns:
+      ``(s0 / s_typ, info)``, info with ``method`` (the one used), ``s0``, ``s_typ``,
+      ``s0_error`` (bound from residuals; 0 for dense), ``s_typ_rel_error`` (the estimator's
+      measured error level; 0 for dense), ``lambda_1``, ``lambda_2``, ``num_spins``.
+    """
+    if method not in ("dense", "inertia", "slq", "auto"):
+        raise ValueError(f"level_spacing: method={method!r}; use 'dense', 'inertia', 'slq' or 'auto'")
+    n = c.num_spins
+    if n < 3:
+        raise ValueError(f"level_spacing: need N ≥ 3 spins for level spacings, got N = {n}")
+    used = method if method != "auto" else ("dense" if n <= AUTO_DENSE_MAX_N else "slq")
+    info = {"method": used, "num_spins": n,
+            "auto_reason": (f"N = {n} {'≤' if used == 'dense' else '>'} AUTO_DENSE_MAX_N = "
+                            f"{AUTO_DENSE_MAX_N}") if method == "auto" else None}
+    if used == "dense":
+        from tapjax.spectra import tap_spectrum
+        ev = np.sort(np.asarray(tap_spectrum(c, beta), float))
+        gaps = np.diff(ev)
+        s0, typ = float(gaps[0]), float(np.median(gaps))
+        info.update(s0=s0, s_typ=typ, s0_error=0.0, s_typ_rel_error=0.0,
+                    lambda_1=float(ev[0]), lambda_2=float(ev[1]))
+    else:
+        low = lowest_eigenvalues(c, beta, 2, shift=shift)
+        lam = np.asarray(low.eigenvalues, float)
+        res = np.asarray(low.residuals, float)
+        s0 = float(lam[1] - lam[0])
+        K = int(num_bins) if num_bins is not None else int(np.clip(n // 20, 8, 48))
+        _, top = spectrum_bounds(c, beta)
+        lo = float(lam[0]) - max(float(res[0]), 1e-12 * abs(float(lam[0])) + 1e-300)
+        lo = min(lo, float(low.shift)) if np.isfinite(float(low.shift)) else lo
+        hi = float(top) * (1 + 1e-6) + 1e-6
+        if used == "inertia":
+            xs = np.linspace(lo, hi, K + 1)
+            ns = np.asarray(counting_function(c, beta, xs[1:-1]), float)
+            ns = np.concatenate([[0.0], ns, [float(n)]])
+            xq = _equal_count_points(xs, ns, n, K)
+            xq[0], xq[-1] = lo, hi
+            nq = np.asarray(counting_function(c, beta, xq[1:-1]), float)
+            nq = np.concatenate([[0.0], nq, [float(n)]])
+            typ = median_spacing_from_counts(xq, nq)
+            info.update(num_bins=K, num_shifts=2 * (K - 1))
+        else:
+            th, wt = lanczos_quadrature(c, beta, num_vectors, num_iter)
+            th, wt = np.asarray(th, float).ravel(), np.asarray(wt, float).ravel() / num_vectors
+            o = np.argsort(th)
+            th, cdf = th[o], np.cumsum(wt[o]) * n
+            # ν as the piecewise-linear interpolant through the quadrature CDF's step midpoints
+            xs = np.concatenate([[lo], th, [max(hi, th[-1] + 1e-9)]])
+            ns = np.concatenate([[0.0], cdf - 0.5 * wt[o] * n, [float(n)]])
+            ns = np.maximum.accumulate(np.clip(ns, 0.0, n))
+            xq = _equal_count_points(xs, ns, n, K)
+            xq = np.maximum.accumulate(xq)
+            nq = np.linspace(0.0, n, K + 1)
+            good = np.concatenate([[True], np.diff(xq) > 0])
+            typ = median_spacing_from_counts(xq[good], nq[good])
+            info.update(num_bins=K, num_vectors=num_vectors, num_iter=num_iter)
+        info.update(s0=s0, s_typ=typ, s0_error=float(res[0] + res[1]),
+                    s_typ_rel_error=S_TYP_REL_ERROR[used], lambda_1=float(lam[0]),
+                    lambda_2=float(lam[1]), shift=float(low.shift),
+                    num_factorizations=int(low.num_factorizations))
+    if not info["s_typ"] > 0:
+        raise ValueError("level_spacing: median level spacing is zero (degenerate spectrum); "
+                         "s0/s_typ undefined")
+    return info["s0"] / info["s_typ"], info
+
+
+# Error level of the s_typ estimators, measured against dense eigvalsh (tests/test_levels.py,
+# docs/levels.md); reported in level_spacing's info.
+S_TYP_REL_ERROR = {"inertia": 0.07, "slq": 0.10}
+
+
+__all__ = ["AUTO_DENSE_MAX_N", "BlockLDL", "LowestEigenvalues", "Pivot", "S_TYP_REL_ERROR",
+           "counting_function", "critical_beta_smooth", "factorize", "lanczos_quadrature",
+           "level_spacing", "lowest_eigenvalues", "median_spacing_from_counts", "smooth_margin",
+           "solve", "spectrum_bounds"]
