@@ -208,6 +208,8 @@ class SearchStatus(enum.IntEnum):
     NO_CROSSING = 1   #: no scanned β lost positive definiteness (``beta`` is meaningless)
     NONFINITE = 2     #: NaN/Inf couplings or a non-representable result (``beta`` is NaN)
     MAX_ITER = 3      #: crossed, but ``max_iter`` refinement tests did not reach ``rtol``
+    OUT_OF_RANGE = 4  #: no crossing below the largest β at which β²r is representable, and the
+    #: scan would have gone beyond it (``beta_max`` far too large for the weights)
 
 
 class CriticalBeta(NamedTuple):
@@ -299,6 +301,9 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(w)) for w in c.weights]))
     scale = coupling_scale(c)
     c = LayeredCouplings(tuple(w / scale for w in c.weights))
+    # beyond beta_lim, β²r (eq. 25) overflows the dtype and the PD test means nothing
+    r_max = jnp.max(jnp.stack([jnp.max(r) for r in row_square_sums(c)]))
+    beta_lim = jnp.sqrt(jnp.finfo(dtype).max / (16.0 * (1.0 + r_max)))
     thr = jnp.asarray(threshold, dtype)
     beta_max = jnp.asarray(beta_max, dtype) * scale
     rtol = jnp.asarray(rtol, dtype)
@@ -316,7 +321,7 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
 
     # ---- 1. early-exit scan
     def scan_cond(s: _ScanState):
-        return (~s.found) & (s.i < grid.shape[0]) & finite
+        return (~s.found) & (s.i < grid.shape[0]) & finite & (grid[jnp.minimum(s.i, grid.shape[0] - 1)] <= beta_lim)
 
     def scan_body(s: _ScanState) -> _ScanState:
         x = grid[s.i]
@@ -375,8 +380,9 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     beta, lower = s.hi / scale, s.lo / scale
     ok_out = finite & jnp.isfinite(beta)
     converged = s.hi - s.lo <= rtol * s.hi
+    no_cross = jnp.where(sc.i < grid.shape[0], SearchStatus.OUT_OF_RANGE, SearchStatus.NO_CROSSING)
     status = jnp.where(~ok_out, SearchStatus.NONFINITE,
-                       jnp.where(~sc.found, SearchStatus.NO_CROSSING,
+                       jnp.where(~sc.found, no_cross,
                                  jnp.where(converged, SearchStatus.OK, SearchStatus.MAX_ITER)))
     return CriticalBeta(jnp.where(finite, beta, nan), jnp.where(finite, lower, nan),
                         sc.found & finite, s.num_tests, status.astype(jnp.int32))
@@ -411,17 +417,27 @@ def critical_beta(c: LayeredCouplings, threshold: float, beta_max: float, rtol: 
         raise CouplingsError(f"critical_beta: the search gave a non-finite β (bracket "
                              f"[{float(r.lower):.6g}, {float(r.beta):.6g}]); the couplings' scale is "
                              "outside the dtype's range — use float64")
+    wmax = float(coupling_scale(c))  # max|w| ∈ [s/2, s)
+    if status == SearchStatus.OUT_OF_RANGE:
+        raise NoCrossingError(
+            f"critical_beta: no crossing up to the largest β at which β²·Σw² is representable in "
+            f"{jnp.dtype(c.dtype).name}, and beta_max={beta_max:g} lies beyond it (largest |w| ≈ "
+            f"{wmax:.3g}); lower beta_max towards 1/max|w| ≈ {1.0 / wmax:.3g}")
     if status == SearchStatus.NO_CROSSING:
         where = f"scan of {num_scan} points" + ("" if hint is None else f" and β = {float(hint):.6g}")
+        step = float(beta_max) / num_scan * wmax
+        far = "" if step < 1.0 else (
+            f"; the first scan point β = {float(beta_max) / num_scan:.3g} is already {step:.3g}/max|w| "
+            "and may step over the whole dip — lower beta_max")
         raise NoCrossingError(
             f"λ_min(I − M(β)) stays above the threshold {threshold:.6g} for all β ≤ {beta_max:g} "
-            f"({where}); raise beta_max or num_scan, or pass hint")
+            f"({where}); raise beta_max or num_scan, or pass hint{far}")
     if status == SearchStatus.MAX_ITER:
         raise ConvergenceError(
             f"critical_beta: {max_iter} refinement tests left the bracket [{float(r.lower):.6g}, "
             f"{float(r.beta):.6g}] wider than rtol={rtol:g}; raise max_iter, or lower beta_max "
-            f"(={beta_max:g}) towards the expected β_c (typically of order 1/max|w| = "
-            f"{1.0 / float(coupling_scale(c)):.3g} and below)")
+            f"(={beta_max:g}) towards the expected β_c (typically of order 1/max|w| ≈ "
+            f"{1.0 / wmax:.3g} and below)")
     return float(r.beta)
 
 

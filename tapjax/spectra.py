@@ -9,19 +9,26 @@ r"""Spectral observables of the bond matrix and of :math:`I - M` (paper sections
   symmetric about 0.
 * :func:`lambda_min_r`: :math:`\lambda_{\min}(R) = \min_i \sum_\ell J_{i\ell}^2` (section 3.4),
   the large-β scale of :math:`M \approx -\beta^2 R`.
+
+All are computed on the couplings divided by the power of two
+:func:`~tapjax.spin_model.coupling_scale` and scaled back (exact), so huge weights do not
+overflow :math:`\sum J^2` on the way; the Krylov routine is :func:`tapjax.linalg.lanczos`.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tapjax.spin_model import (LayeredCouplings, bond_matvec, dense_bond_matrix, join_layers,
-                               row_square_sums, split_layers)
-from tapjax.tap import lanczos_tridiagonal, tap_matrix
+from tapjax import linalg
+from tapjax.linalg import Backend
+from tapjax.spin_model import (LayeredCouplings, as_couplings, bond_matvec, coupling_scale,
+                               dense_bond_matrix, join_layers, row_square_sums, split_layers)
+from tapjax.tap import tap_matrix
 
 
 @jax.jit
@@ -33,7 +40,7 @@ def tap_spectrum(c: LayeredCouplings, beta) -> jax.Array:
 @jax.jit
 def bond_spectrum(c: LayeredCouplings) -> jax.Array:
     """Ascending eigenvalues ``(N,)`` of the bond matrix J (eq. 4; dense eigvalsh)."""
-    return jnp.linalg.eigvalsh(dense_bond_matrix(c))
+    return jnp.linalg.eigvalsh(dense_bond_matrix(as_couplings(c)))
 
 
 def first_level_spacing(eigenvalues) -> float:
@@ -49,30 +56,44 @@ def first_level_spacing(eigenvalues) -> float:
 
 
 def lambda_min_r(c: LayeredCouplings) -> jax.Array:
-    """:math:`\\min_i r_i` with :math:`r_i = \\sum_\\ell J_{i\\ell}^2` (eq. 25 without −β)."""
-    return jnp.min(join_layers(row_square_sums(c)))
+    """:math:`\\min_i r_i` with :math:`r_i = \\sum_\\ell J_{i\\ell}^2` (eq. 25 without −β).
+
+    Inf only when the true value exceeds the dtype's range.
+    """
+    c = as_couplings(c)
+    s = coupling_scale(c)
+    return jnp.min(join_layers(row_square_sums(LayeredCouplings(tuple(w / s for w in c.weights))))) * (s * s)
 
 
-def lambda_max_bond(c: LayeredCouplings, method: str = "lanczos", num_iter: int = 100) -> jax.Array:
-    """Largest eigenvalue of J: ``"dense"`` (eigvalsh) or matrix-free ``"lanczos"``."""
+def lambda_max_bond(c: LayeredCouplings, method: Backend = "auto", num_iter: int = 100) -> jax.Array:
+    """Largest eigenvalue of J (eq. 4).
+
+    Args:
+      c: couplings (or a list of weight matrices).
+      method: a :data:`tapjax.linalg.Backend`: ``"dense"`` (eigvalsh), matrix-free
+        ``"lanczos"`` (``num_iter`` steps at most, fewer at a breakdown, never more than N), or
+        ``"auto"`` (dense up to :data:`tapjax.linalg.DENSE_MAX_SPINS` spins; the default).
+    """
+    c = as_couplings(c, where="lambda_max_bond")
+    method = linalg.resolve_backend(method, c.num_spins, where="method")
     if method == "dense":
         return bond_spectrum(c)[-1]
-    if method != "lanczos":
-        raise ValueError(f"method={method!r}: use 'dense' or 'lanczos'")
     return _lambda_max_lanczos(c, num_iter)
 
 
 @functools.partial(jax.jit, static_argnames=("num_iter",))
 def _lambda_max_lanczos(c: LayeredCouplings, num_iter: int) -> jax.Array:
+    s = coupling_scale(c)
+    c = LayeredCouplings(tuple(w / s for w in c.weights))
     v0 = jax.random.normal(jax.random.PRNGKey(0), (c.num_spins,), c.dtype)
     mv = lambda v: join_layers(bond_matvec(c, split_layers(c, v)))
-    alpha, beta, _ = lanczos_tridiagonal(mv, v0, num_iter)
-    T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
-    return jnp.linalg.eigvalsh(T)[-1]
+    return linalg.ritz_extreme(linalg.lanczos(mv, v0, num_iter), "max")[0] * s
 
 
 def spectral_density(eigenvalues, bins: int = 100, range_=None):
-    """Histogram density of eigenvalues → ``(centers (bins,), density (bins,))``."""
+    """Deprecated (unused in tapjax): use ``numpy.histogram(ev, bins, range, density=True)``."""
+    warnings.warn("tapjax.spectra.spectral_density is deprecated; use numpy.histogram(..., "
+                  "density=True)", DeprecationWarning, stacklevel=2)
     hist, edges = np.histogram(np.asarray(eigenvalues), bins=bins, range=range_, density=True)
     return 0.5 * (edges[1:] + edges[:-1]), hist
 
