@@ -251,11 +251,14 @@ def save_checkpoint(workdir: str, params: Mapping[str, Any], meta: Mapping[str, 
     Args:
       workdir: run directory.
       params: nested dict of weights (``{"layer1": {"kernel": (N_0, N_1)}, ...}``).
-      meta: JSON-serializable dict; must hold ``step`` and ``t``.
+      meta: JSON-serializable dict; must hold an integer ``step >= 0`` and a finite ``t >= 0``
+        (:func:`check_meta`; a bad one raises :class:`CheckpointError` before anything is written).
     """
+    text = json.dumps(dict(meta), sort_keys=True)
+    check_meta(text, f"save_checkpoint({workdir!r})")
     path = checkpoint_path(workdir, int(meta["step"]))
     arrays = {f"params/{k}": v for k, v in flatten_dict(params).items()}
-    arrays["__meta__"] = np.asarray(json.dumps(dict(meta), sort_keys=True))
+    arrays["__meta__"] = np.asarray(text)
     atomic_write_npz(path, arrays)
     return path
 

@@ -228,6 +228,9 @@ def test_load_run_rejects_stray_and_foreign_copies(tmp_path):
     ckpt.save_checkpoint(d, params, {"step": 6, "t": 0.5, "config": {"lr": 1e-3, "seed": 0}})
     with pytest.raises(ckpt.CheckpointError, match="ckpt_000000006.npz: t = 0.5 at step 6 does not exceed t = 1"):
         ckpt.load_run(d)
+    with pytest.raises(ckpt.CheckpointError, match="no valid training time t"):   # refused before writing
+        ckpt.save_checkpoint(str(tmp_path / "nan"), params, {"step": 1, "t": float("nan")})
+    assert not os.path.exists(tmp_path / "nan")
     r = ckpt.load_run(run("names"))
     assert r.layer_names == ("layer1",) and r.biases == ()
 
