@@ -13,7 +13,9 @@ afresh), of :math:`I - M` at fixed β's, and of the bond matrix J, and reads off
 * ``median``: s0/s_typ, s_typ = median spacing of the whole spectrum (today's reading, the
   paper's "which we define as the median level spacing");
 * ``edge_unfolded``: s0/s_typ, s_typ = mean unfolded spacing of the lowest k levels (soft-edge
-  fit of the integrated density of states), and ``edge_raw`` (raw mean spacing of the k levels);
+  law N̄ = (a + bλ)^{3/2} fitted to the lowest 2k levels; ``edge_unfolded_cubic``: degree-3 P,
+  NaN where that fit is not monotone, as happens once levels split off), and ``edge_raw`` (raw
+  mean spacing of the k levels);
 * the same at fixed β: ``beta_final`` (β_c of the last checkpoint — the highest T_c, so every
   checkpoint is in its paramagnetic phase there) and ``beta_init`` (β* of the t = 0 net);
 * ``s0`` in raw units;
@@ -58,6 +60,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("k_plot", 50, "Window size shown in the figures.")
     flags.DEFINE_float("jump_factor", 3.0, "Rise over the t = 0 value that counts as a jump.")
     flags.DEFINE_float("early_t", 1.0, "'Early' means t <= early_t epochs.")
+    flags.DEFINE_string("spectra_cache", None, "An .npz path to store (and reuse) the dense spectra.")
 
 
 def select_checkpoints(t, max_checkpoints: int) -> list[int]:
@@ -74,15 +77,22 @@ def select_checkpoints(t, max_checkpoints: int) -> list[int]:
 
 
 def readings_of(ev_tc, ev_j, ev_fixed: dict, ks) -> dict:
-    """All readings for one checkpoint from its spectra (I − M at T_c, J, I − M at fixed β's)."""
+    """All readings for one checkpoint from its spectra (I − M at T_c, J, I − M at fixed β's).
+
+    ``edge_unfolded``: soft-edge unfolding with the two-parameter edge law
+    N̄ = (a + bλ)^{3/2} (degree 1), which stays monotone when split-off levels sit below the
+    bulk; ``edge_unfolded_cubic``: the degree-3 fit, NaN where it is not monotone.
+    """
     row = {}
     for where, ev in [("Tc", ev_tc)] + [(name, e) for name, e in ev_fixed.items()]:
         for k in ks:
-            fs = spacing.first_spacing_readings(ev, k)
+            fs = spacing.first_spacing_readings(ev, k, degree=1)
+            f3 = spacing.first_spacing_readings(ev, k, degree=3)
             if k == ks[0]:
                 row[f"s0_{where}"] = fs.s0
                 row[f"median_{where}"] = fs.median
             row[f"edge_unfolded_k{k}_{where}"] = fs.edge_unfolded if fs.monotone else float("nan")
+            row[f"edge_unfolded_cubic_k{k}_{where}"] = f3.edge_unfolded if f3.monotone else float("nan")
             row[f"edge_raw_k{k}_{where}"] = fs.edge_raw
     r = spacing.mean_spacing_ratio(ev_tc)
     row["r_IM_global"], row["r_IM_global_se"] = r.mean, r.stderr
@@ -118,8 +128,11 @@ def jump_summary(t, y, *, jump_factor: float = 3.0, early_t: float = 1.0) -> dic
 
 def compare_levels(workdir: str, *, analysis_prefix: str | None = None, max_checkpoints: int = 25,
                    ks=(20, 50, 100), jump_factor: float = 3.0, early_t: float = 1.0,
-                   progress: bool = True) -> dict:
-    """Readings per selected checkpoint and their jump summaries (see the module docstring)."""
+                   spectra_cache: str | None = None, progress: bool = True) -> dict:
+    """Readings per selected checkpoint and their jump summaries (see the module docstring).
+
+    ``spectra_cache``: an ``.npz`` path; the dense spectra are stored there (and read back on a
+    re-run with the same checkpoints and β's, so new readings cost no eigvalsh)."""
     t0 = time.monotonic()
     hist = ckpt.load_run(workdir)
     idx = select_checkpoints(hist.t, max_checkpoints)
@@ -141,11 +154,26 @@ def compare_levels(workdir: str, *, analysis_prefix: str | None = None, max_chec
     fixed = {"beta_final": float(beta_c[-1]), "beta_init": beta_star}
     ks = [int(k) for k in ks]
     rows = []
+    cache = None
+    if spectra_cache and os.path.exists(spectra_cache):
+        cache = ckpt.read_npz(spectra_cache)
+        if (cache["t"].shape != (len(idx),) or not np.allclose(cache["t"], hist.t[idx])
+                or not np.allclose(cache["beta_c"], beta_c)):
+            cache = None
+    store = {"t": hist.t[idx], "beta_c": beta_c, "Tc": [], "J": [], **{name: [] for name in fixed}}
     for n, (i, bc) in enumerate(zip(idx, beta_c)):
-        c = couplings(hist.weights_at(i), name=hist.paths[i])
-        ev_tc = np.asarray(spectra.tap_spectrum(c, float(bc)), float)
-        ev_fixed = {name: np.asarray(spectra.tap_spectrum(c, b), float) for name, b in fixed.items()}
-        ev_j = np.asarray(spectra.bond_spectrum(c), float)
+        if cache is not None:
+            ev_tc, ev_j = cache["Tc"][n], cache["J"][n]
+            ev_fixed = {name: cache[name][n] for name in fixed}
+        else:
+            c = couplings(hist.weights_at(i), name=hist.paths[i])
+            ev_tc = np.asarray(spectra.tap_spectrum(c, float(bc)), float)
+            ev_fixed = {name: np.asarray(spectra.tap_spectrum(c, b), float) for name, b in fixed.items()}
+            ev_j = np.asarray(spectra.bond_spectrum(c), float)
+        store["Tc"].append(ev_tc)
+        store["J"].append(ev_j)
+        for name in fixed:
+            store[name].append(ev_fixed[name])
         row = {"t": float(hist.t[i]), "beta_c": float(bc), "T_c": 1.0 / float(bc),
                "val_error": float(hist.val_error[i]), **readings_of(ev_tc, ev_j, ev_fixed, ks)}
         rows.append(row)
@@ -153,6 +181,8 @@ def compare_levels(workdir: str, *, analysis_prefix: str | None = None, max_chec
             print(f"[levels] {n + 1}/{len(idx)} t={row['t']:.4g} T_c={row['T_c']:.4f} "
                   f"median={row['median_Tc']:.3g} edge={row.get(f'edge_unfolded_k{ks[0]}_Tc', np.nan):.3g} "
                   f"r_J={row['r_J_global']:.3f}", flush=True)
+    if spectra_cache and cache is None:
+        ckpt.atomic_write_npz(spectra_cache, {k: np.asarray(v) for k, v in store.items()})
     t = np.array([r["t"] for r in rows])
     keys = [k for k in rows[0] if k not in ("t", "beta_c", "val_error") and not k.endswith("_se")
             and k != "J_zero_modes"]
@@ -177,6 +207,7 @@ def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
                              (axes[1], "beta_final", r"$I-M$ at fixed $\beta$ = $\beta_c$(last)")):
         for key, lab, st in ((f"median_{where}", "(a) median spacing", "o-"),
                              (f"edge_unfolded_k{k}_{where}", f"(b) unfolded edge, k={k}", "s-"),
+                             (f"edge_unfolded_cubic_k{k}_{where}", f"(b) cubic unfolding, k={k}", "d-"),
                              (f"edge_raw_k{k}_{where}", f"raw mean of lowest {k}", "^--"),
                              (f"s0_{where}", "$s_0$ (raw)", "x:")):
             y = col(key)
@@ -247,7 +278,8 @@ def main(argv):
         raise app.UsageError("--workdir is required")
     label = FLAGS.label or os.path.basename(os.path.normpath(FLAGS.workdir))
     doc = compare_levels(FLAGS.workdir, analysis_prefix=FLAGS.analysis, max_checkpoints=FLAGS.max_checkpoints,
-                         ks=[int(k) for k in FLAGS.ks], jump_factor=FLAGS.jump_factor, early_t=FLAGS.early_t)
+                         ks=[int(k) for k in FLAGS.ks], jump_factor=FLAGS.jump_factor, early_t=FLAGS.early_t,
+                         spectra_cache=FLAGS.spectra_cache)
     paths = write_outputs(doc, FLAGS.out, label, FLAGS.figures or None, FLAGS.k_plot)
     brief = {k: {kk: v.get(kk) for kk in ("y0", "max_ratio_early", "max_ratio", "early_jump")}
              for k, v in doc["summary"].items()}

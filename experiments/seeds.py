@@ -219,6 +219,10 @@ def fit_seeds(analyses: list[dict], quantity: str, *, num_breaks: int | None = N
     return {"quantity": quantity, "num_breaks": num_breaks, "t_min": t_min, "bic_selected": selected,
             "per_seed": per_seed,
             "exponents": [spread([p["exponents"][j] for p in ok]) for j in range(nseg)],
+            "bootstrap_exponent_ci_width": [spread([p["bootstrap_exponent_ci"][j][1] - p["bootstrap_exponent_ci"][j][0]
+                                                    for p in ok]) for j in range(nseg)],
+            "bootstrap_break_ci_width": [spread([p["breaks_ci"][j][1] - p["breaks_ci"][j][0] for p in ok])
+                                         for j in range(num_breaks)],
             "breaks": [spread([p["breaks"][j] for p in ok]) for j in range(num_breaks)],
             "last_exponent_smaller": [bool(p["exponents"][-1] < p["exponents"][-2]) for p in ok] if nseg > 1 else []}
 
@@ -229,7 +233,8 @@ def run_observables(a: dict, history: list | None, analytic_tc: float) -> dict:
     te, err = error_curve(a, history)
     out = {"T_c0": float(tc[0]), "T_c0_over_analytic": float(tc[0] / analytic_tc),
            "T_c_final": float(tc[-1]), "T_c_growth": float(tc[-1] / tc[0]),
-           "T_c_monotone_fraction": float(np.mean(np.diff(tc) >= 0)),
+           "T_c_monotone_fraction": float(np.mean(np.diff(tc[np.isfinite(tc)]) >= 0)),
+           "T_c_no_crossing": int(np.sum(~np.isfinite(tc))),
            "lambda_min_R_max_rel_change": float(np.nanmax(np.abs(lr / lr[0] - 1.0))),
            "level_spacing0": float(a["level_spacing"][0]),
            "plateau_time": fits.plateau_time(te, err) if err.size else None}
@@ -372,6 +377,41 @@ def brief(doc: dict) -> dict:
     return out
 
 
+def _ci(c, digits=3) -> str:
+    return f"[{c[0]:.{digits}f}, {c[1]:.{digits}f}]" if c else "n/a"
+
+
+def markdown(doc: dict) -> str:
+    """Markdown tables for docs/results.md: Table 1 across seeds, fits across seeds, observables."""
+    st = doc["table1"]
+    fe, be = st["final_val_error"], st["best_val_error"]
+    lines = [f"**{doc['label']}** — {fe['n']} seeds, epochs done {st['epochs_done']} of {st['epochs_planned']} "
+             f"({st['status']})", "",
+             "| | mean ± std | min–max | per seed |", "|---|---|---|---|",
+             f"| final val. error | {fe['mean']:.4f} ± {fe.get('std', float('nan')):.4f} | "
+             f"{fe['min']:.4f}–{fe['max']:.4f} | {', '.join(f'{v:.4f}' for v in fe['values'])} |",
+             f"| best val. error | {be['mean']:.4f} ± {be.get('std', float('nan')):.4f} | "
+             f"{be['min']:.4f}–{be['max']:.4f} | {', '.join(f'{v:.4f}' for v in be['values'])} |", ""]
+    lines += ["| quantity | breaks (BIC per seed) | exponents: mean ± std, 95% CI of the mean, one-seed 95% interval "
+              "[min–max] | breaks (epochs): same |", "|---|---|---|---|"]
+    for q, f in doc["fits"].items():
+        ex = "<br>".join(f"α{j + 1} = {s_['mean']:.3f} ± {s_.get('std', float('nan')):.3f}, {_ci(s_.get('mean_ci'))}, "
+                         f"{_ci(s_.get('one_seed_interval'))} [{s_['min']:.3f}–{s_['max']:.3f}]"
+                         for j, s_ in enumerate(f["exponents"]))
+        br = "<br>".join(f"t{j + 1} = {s_['mean']:.1f} ± {s_.get('std', float('nan')):.1f}, "
+                         f"{_ci(s_.get('mean_ci'), 1)}, {_ci(s_.get('one_seed_interval'), 1)} "
+                         f"[{s_['min']:.1f}–{s_['max']:.1f}]" for j, s_ in enumerate(f["breaks"]))
+        lines.append(f"| {q} | {f['num_breaks']} ({f['bic_selected']}) | {ex} | {br or '—'} |")
+        wd = ", ".join(f"α{j + 1}: {w_['mean']:.3f}" for j, w_ in enumerate(f["bootstrap_exponent_ci_width"]) if w_.get("n"))
+        wb = ", ".join(f"t{j + 1}: {w_['mean']:.1f}" for j, w_ in enumerate(f["bootstrap_break_ci_width"]) if w_.get("n"))
+        lines.append(f"| {q}: mean width of the single-seed 95% bootstrap intervals | | {wd} | {wb or '—'} |")
+    lines += ["", "| observable | mean ± std [min–max] |", "|---|---|"]
+    for k, v in doc["observables_spread"].items():
+        if v.get("n"):
+            lines.append(f"| {k} | {_fmt(v, 4)} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv):
     del argv
     if not FLAGS.group:
@@ -385,6 +425,9 @@ def main(argv):
                               bootstrap=FLAGS.bootstrap, num_betas=FLAGS.num_betas,
                               level_spacing=FLAGS.level_spacing, progress=FLAGS.progress)
         paths = write_group(doc, FLAGS.out, FLAGS.figures or None)
+        md = os.path.join(FLAGS.out, f"seeds_{label}.md")
+        ckpt.atomic_write_bytes(md, markdown(doc).encode())
+        paths.append(md)
         print(json.dumps({"group": label, "outputs": paths, **brief(doc)}, indent=1), flush=True)
 
 

@@ -89,6 +89,8 @@ def test_group_table_and_bands(group):
         assert 0.8 < o["T_c0_over_analytic"] < 1.25
     f = doc["fits"]["T_c"]
     assert f["num_breaks"] == 1 and len(f["per_seed"]) == 3
+    md = seeds.markdown(doc)
+    assert "**tiny** — 3 seeds" in md and f"{np.mean(finals):.4f}" in md
     paths = seeds.write_group(doc, str(root / "out"), str(root / "fig"))
     assert all(os.path.exists(p) for p in paths)
     with open(paths[0]) as fh:
@@ -115,8 +117,12 @@ def test_partial_run_is_labelled(group):
 def test_levels_compare_on_tiny_run(group):
     root, wds, _ = group
     prefix = str(root / "analysis" / "tiny" / "standard_seed0")
+    cache = str(root / "levels_spectra.npz")
     doc = levels_compare.compare_levels(wds[0], analysis_prefix=prefix, max_checkpoints=5, ks=(10, 20),
-                                        progress=False)
+                                        spectra_cache=cache, progress=False)
+    again = levels_compare.compare_levels(wds[0], analysis_prefix=prefix, max_checkpoints=5, ks=(10, 20),
+                                          spectra_cache=cache, progress=False)
+    assert json.dumps(again["rows"]) == json.dumps(doc["rows"])   # read back from the spectra cache
     a = analysis.load_analysis(prefix)
     assert len(doc["rows"]) == 5 and doc["N"] == 196 + 32 + 32 + 10
     by_t = dict(zip(a["t"].tolist(), a["level_spacing"].tolist()))

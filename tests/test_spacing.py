@@ -99,6 +99,18 @@ def test_unfold_semicircle_quantiles_exact(edge):
     assert fs.median == pytest.approx(spectra.first_level_spacing(x if edge == "lower" else -x[::-1]), rel=1e-12)
 
 
+def test_unfold_edge_law_degree_one():
+    """The two-parameter soft-edge law (degree 1) is within a few % of unit spacing on the
+    semicircle edge, and stays monotone when a level splits off far below the bulk."""
+    x = _quantile_levels(_semicircle_cdf, 2000, -2.0, 2.0)[:200]
+    u = sp.unfold_edge(x, k=50, degree=1)
+    assert u.monotone
+    np.testing.assert_allclose(u.spacings, 1.0, atol=0.03)
+    outlier = np.concatenate([[x[0] - 50 * (x[1] - x[0])], x])
+    u1 = sp.unfold_edge(outlier, k=50, degree=1)
+    assert u1.monotone and u1.spacings[0] > 5 * np.median(u1.spacings)
+
+
 def test_unfold_polynomial_density_exact():
     """Density rho(x) = 3x^2 on [0, 1] (N(x) = N x^3, a polynomial): both forms must be exact
     for the 'polynomial' fit (degree 3); the soft form is not meant for this edge."""
