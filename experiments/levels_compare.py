@@ -81,7 +81,8 @@ def readings_of(ev_tc, ev_j, ev_fixed: dict, ks) -> dict:
 
     ``edge_unfolded``: soft-edge unfolding with the two-parameter edge law
     N̄ = (a + bλ)^{3/2} (degree 1), which stays monotone when split-off levels sit below the
-    bulk; ``edge_unfolded_cubic``: the degree-3 fit, NaN where it is not monotone.
+    bulk; ``edge_unfolded_cubic``: the degree-3 fit, NaN where it is not monotone. Both are NaN
+    where λ_1 lies below the fitted edge; ``below_edge`` counts such split-off levels.
     """
     row = {}
     for where, ev in [("Tc", ev_tc)] + [(name, e) for name, e in ev_fixed.items()]:
@@ -94,6 +95,7 @@ def readings_of(ev_tc, ev_j, ev_fixed: dict, ks) -> dict:
             row[f"edge_unfolded_k{k}_{where}"] = fs.edge_unfolded if fs.monotone else float("nan")
             row[f"edge_unfolded_cubic_k{k}_{where}"] = f3.edge_unfolded if f3.monotone else float("nan")
             row[f"edge_raw_k{k}_{where}"] = fs.edge_raw
+            row[f"below_edge_k{k}_{where}"] = fs.below_edge
     r = spacing.mean_spacing_ratio(ev_tc)
     row["r_IM_global"], row["r_IM_global_se"] = r.mean, r.stderr
     pos = spacing.positive_levels(ev_j)
@@ -185,7 +187,7 @@ def compare_levels(workdir: str, *, analysis_prefix: str | None = None, max_chec
         ckpt.atomic_write_npz(spectra_cache, {k: np.asarray(v) for k, v in store.items()})
     t = np.array([r["t"] for r in rows])
     keys = [k for k in rows[0] if k not in ("t", "beta_c", "val_error") and not k.endswith("_se")
-            and k != "J_zero_modes"]
+            and k != "J_zero_modes" and not k.startswith("below_edge")]
     summary = {k: jump_summary(t, [r[k] for r in rows], jump_factor=jump_factor, early_t=early_t)
                for k in keys}
     return {"workdir": os.path.abspath(workdir), "beta_c_source": source, "fixed_betas": fixed,

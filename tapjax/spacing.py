@@ -141,6 +141,9 @@ class Unfolding(NamedTuple):
         :math:`(\lambda - \lambda_1)/(\lambda_{\rm fit} - \lambda_1)`).
       monotone: False when the fitted :math:`\bar N` decreases somewhere on the window (then the
         unfolding is not a valid map and the spacings are not to be trusted).
+      below_edge: levels of the window that lie at or below the fitted soft edge
+        (:math:`P(\lambda_i) \le 0`, mapped to :math:`\xi_i = 0`): levels split off the bulk's
+        edge law; always 0 for ``edge_form="polynomial"``.
     """
 
     levels: np.ndarray
@@ -150,6 +153,7 @@ class Unfolding(NamedTuple):
     raw_mean_spacing: float
     coefficients: np.ndarray
     monotone: bool
+    below_edge: int = 0
 
 
 def unfold_edge(eigenvalues, k: int = 50, *, fit: int | None = None, degree: int = 3,
@@ -199,7 +203,8 @@ def unfold_edge(eigenvalues, k: int = 50, *, fit: int | None = None, degree: int
     return Unfolding(levels=ev[:k], unfolded=xi, spacings=np.diff(xi),
                      mean_spacing=float((xi[-1] - xi[0]) / (k - 1)),
                      raw_mean_spacing=float((ev[k - 1] - ev[0]) / (k - 1)),
-                     coefficients=coef, monotone=monotone)
+                     coefficients=coef, monotone=monotone,
+                     below_edge=int(np.sum(p[:k] <= 0.0)) if edge_form == "soft" else 0)
 
 
 class FirstSpacing(NamedTuple):
@@ -209,8 +214,11 @@ class FirstSpacing(NamedTuple):
       s0: :math:`\lambda_2 - \lambda_1` (raw units; at ``edge="upper"``, the top gap).
       median: reading (a), :math:`s_0` / median spacing of the whole spectrum.
       edge_raw: :math:`s_0` / raw mean spacing of the k edge levels, :math:`(\lambda_k - \lambda_1)/(k-1)`.
-      edge_unfolded: reading (b), :math:`(\xi_2 - \xi_1)` / mean unfolded spacing of the k levels.
+      edge_unfolded: reading (b), :math:`(\xi_2 - \xi_1)` / mean unfolded spacing of the k levels;
+        NaN when :math:`\lambda_1` lies below the fitted soft edge (then :math:`\xi_1` is
+        clamped to 0 and the unfolded first spacing has no meaning) or the map is not monotone.
       monotone: whether the unfolding of (b) was a valid (monotone) map.
+      below_edge: levels below the fitted soft edge (:attr:`Unfolding.below_edge`).
     """
 
     s0: float
@@ -218,6 +226,7 @@ class FirstSpacing(NamedTuple):
     edge_raw: float
     edge_unfolded: float
     monotone: bool
+    below_edge: int = 0
 
 
 def first_spacing_readings(eigenvalues, k: int = 50, *, fit: int | None = None, degree: int = 3,
@@ -230,9 +239,10 @@ def first_spacing_readings(eigenvalues, k: int = 50, *, fit: int | None = None, 
         raise ValueError("median level spacing is zero (degenerate spectrum); s0/s_typ undefined")
     u = unfold_edge(ev, k, fit=fit, degree=degree, edge="lower", edge_form=edge_form)
     s0 = float(gaps[0])
+    valid = u.monotone and u.mean_spacing > 0 and u.unfolded[0] > 0
     return FirstSpacing(s0=s0, median=s0 / med, edge_raw=s0 / u.raw_mean_spacing,
-                        edge_unfolded=float(u.spacings[0] / u.mean_spacing) if u.mean_spacing > 0 else float("nan"),
-                        monotone=u.monotone)
+                        edge_unfolded=float(u.spacings[0] / u.mean_spacing) if valid else float("nan"),
+                        monotone=u.monotone, below_edge=u.below_edge)
 
 
 __all__ = ["Edge", "EdgeForm", "FirstSpacing", "R_GOE", "R_POISSON", "SpacingRatio", "Unfolding",

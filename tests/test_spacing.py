@@ -106,9 +106,16 @@ def test_unfold_edge_law_degree_one():
     u = sp.unfold_edge(x, k=50, degree=1)
     assert u.monotone
     np.testing.assert_allclose(u.spacings, 1.0, atol=0.03)
-    outlier = np.concatenate([[x[0] - 50 * (x[1] - x[0])], x])
-    u1 = sp.unfold_edge(outlier, k=50, degree=1)
-    assert u1.monotone and u1.spacings[0] > 5 * np.median(u1.spacings)
+    assert u.below_edge == 0
+    # two levels far below the bulk: they fall below the fitted edge law, and reading (b) is
+    # flagged undefined (NaN) rather than measured from the clamped edge
+    gap = x[1] - x[0]
+    split = np.concatenate([[x[0] - 80 * gap, x[0] - 60 * gap], x])
+    u1 = sp.unfold_edge(split, k=50, degree=1)
+    assert u1.monotone and u1.below_edge >= 1
+    fs = sp.first_spacing_readings(split, k=50, degree=1)
+    assert np.isnan(fs.edge_unfolded) and fs.below_edge == u1.below_edge
+    assert fs.median > 5.0 and fs.edge_raw > 0
 
 
 def test_unfold_polynomial_density_exact():
