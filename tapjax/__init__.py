@@ -8,27 +8,26 @@ replica overlaps) and ``sgtrain`` (spin-glass layer training) sit on top.
 
 import importlib
 
-from tapjax import (analysis, binarize, checkpoints, data, losses, models, msk, recurrence,
-                    spectra, spin_model, tap, training)
+from tapjax import analysis, checkpoints, data, msk, recurrence, spectra, spin_model, tap
 from tapjax.analysis import Analysis, analyze, analyze_run, load_analysis, save_analysis
 from tapjax.checkpoints import CheckpointError, RunHistory, load_checkpoint, load_run
 from tapjax.data import DataError, Dataset, load_dataset
-from tapjax.models import MLP, ModelConfig, weights_from_params
 from tapjax.recurrence import (critical_beta, critical_beta_bisect, critical_beta_search, inertia,
                                logdet, positive_definite)
 from tapjax.spin_model import LayeredCouplings, couplings, random_couplings
 from tapjax.tap import (NoCrossingError, critical_beta_grid, least_eigenvalue,
                         reference_threshold)
-from tapjax.training import TrainConfig, train
 
 __version__ = "0.1.0"
 
 # Loaded on first use (``tapjax.sharding`` …), so ``import tapjax`` does not pay for them.
-_LAZY_MODULES = ("conv", "distributed", "fits", "multirun", "overlap", "reference", "sgtrain",
-                 "sharding", "sources")
+# The training side (Flax, optax) is loaded on first use too: the physics needs neither.
+_LAZY_MODULES = ("binarize", "conv", "distributed", "fits", "losses", "models", "multirun",
+                 "overlap", "pytrees", "reference", "sgtrain", "sharding", "sources", "training")
 # Names loaded with their module on first use: name -> module.
 _LAZY_NAMES = {"load_series": "sources", "load_network": "sources", "SourceError": "sources",
-               "Reference": "reference"}
+               "Reference": "reference", "MLP": "models", "ModelConfig": "models",
+               "weights_from_params": "models", "TrainConfig": "training", "train": "training"}
 
 
 def __getattr__(name):
@@ -46,7 +45,7 @@ __all__ = [
     "binarize", "checkpoints", "couplings", "critical_beta", "critical_beta_bisect",
     "critical_beta_grid", "critical_beta_search", "data", "fits", "inertia", "least_eigenvalue",
     "load_analysis", "load_checkpoint", "load_dataset", "load_run", "logdet", "losses", "models",
-    "msk", "multirun", "overlap", "positive_definite", "random_couplings", "recurrence",
+    "msk", "multirun", "overlap", "pytrees", "positive_definite", "random_couplings", "recurrence",
     "reference_threshold", "save_analysis", "sgtrain", "sharding", "spectra", "spin_model", "tap",
     "train", "training",
     "weights_from_params",
