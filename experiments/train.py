@@ -3,8 +3,10 @@ r"""Train the paper's MLP and write checkpoints along training time.
     python -m experiments.train --model=standard --lr=1e-4 --epochs=60 \
         --dataset=idx:/path/to/mnist --workdir=runs/standard_lr1e-4
 
-Re-running the same command resumes from the last checkpoint (bit-identical to an
-uninterrupted run). Results: ``WORKDIR/checkpoints/*.npz``, ``history.json``, ``config.json``
+Re-running the same command resumes from the last saved state (bit-identical to an
+uninterrupted run, wherever it was killed); a second command on the same --workdir while the
+first runs is refused with the holder's pid. ``--loss=one_vs_rest`` trains Tang's (2013)
+one-vs-rest L2-SVM instead of the Weston-Watkins squared hinge. Results: ``WORKDIR/checkpoints/*.npz``, ``history.json``, ``config.json``
 and ``validation_error.png``.
 """
 
