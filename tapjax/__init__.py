@@ -22,12 +22,13 @@ __version__ = "0.1.0"
 
 # Loaded on first use (``tapjax.sharding`` …), so ``import tapjax`` does not pay for them.
 # The training side (Flax, optax) is loaded on first use too: the physics needs neither.
-_LAZY_MODULES = ("binarize", "conv", "distributed", "fits", "losses", "models", "multirun",
+_LAZY_MODULES = ("binarize", "conv", "distributed", "fits", "locking", "losses", "models", "multirun",
                  "overlap", "pytrees", "reference", "sgtrain", "sharding", "sources", "training")
 # Names loaded with their module on first use: name -> module.
 _LAZY_NAMES = {"load_series": "sources", "load_network": "sources", "SourceError": "sources",
                "Reference": "reference", "MLP": "models", "ModelConfig": "models",
-               "weights_from_params": "models", "TrainConfig": "training", "train": "training"}
+               "weights_from_params": "models", "TrainConfig": "training", "train": "training",
+               "WorkdirLock": "locking", "WorkdirBusyError": "locking"}
 
 
 def __getattr__(name):
@@ -39,7 +40,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Analysis", "CheckpointError", "Reference", "SourceError", "analyze", "conv", "distributed",
+    "Analysis", "CheckpointError", "Reference", "WorkdirBusyError", "WorkdirLock", "locking", "SourceError", "analyze", "conv", "distributed",
     "load_network", "load_series", "reference", "sources", "DataError", "Dataset", "LayeredCouplings", "MLP",
     "ModelConfig", "NoCrossingError", "RunHistory", "TrainConfig", "analysis", "analyze_run",
     "binarize", "checkpoints", "couplings", "critical_beta", "critical_beta_bisect",
