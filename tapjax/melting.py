@@ -346,7 +346,7 @@ def least_eigenvalue(weights, beta, *, backend: Backend = "dense", num_iter: int
       beta: scalar inverse temperature.
       backend: ``"dense"`` (eigh) or ``"lanczos"`` (Ritz vector, ``num_iter`` steps).
     """
-    c = couplings(weights, name="least_eigenvalue: weights")
+    c = couplings(weights, name="least_eigenvalue: weights", check_finite=False)
     opts = EigenOptions(backend, num_iter, 4, gap_tol, degenerate, seed)
     if backend not in ("dense", "lanczos"):
         raise ValueError(f"backend={backend!r}: use 'dense' or 'lanczos'")
@@ -363,7 +363,7 @@ def log_det(weights, beta, shift=0.0) -> jax.Array:
     that closed form in the tests. Pivot eigenvalues must be distinct (true for generic W at
     β > 0; at β = 0 every pivot is a multiple of I and the eigh derivative is NaN).
     """
-    c = couplings(weights, name="log_det: weights")
+    c = couplings(weights, name="log_det: weights", check_finite=False)
     return recurrence.logdet(c, jnp.asarray(beta, c.dtype), jnp.asarray(shift, c.dtype))
 
 
@@ -377,6 +377,7 @@ class CriticalPoint(NamedTuple):
       slope: ∂λ_min/∂β at β_c (negative at a first crossing; near 0 = tangential, where
         dβ_c/dW diverges — e.g. the reference net against its own λ*).
       gap: λ2 − λ1 at β_c; residual: eigen-solve residual; num_tests: recurrence evaluations.
+      status: the search's :class:`tapjax.recurrence.SearchStatus` code (0 = converged to rtol).
     """
 
     beta: jax.Array
@@ -385,6 +386,7 @@ class CriticalPoint(NamedTuple):
     gap: jax.Array
     residual: jax.Array
     num_tests: jax.Array
+    status: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,7 +424,7 @@ def _critical_beta_jvp(sopts, opts, primals, tangents):
 
 def _prepare(weights, threshold, beta_max, hint, rtol, backend, num_iter, num_vectors, gap_tol,
              degenerate, num_scan, max_iter, method, seed, name):
-    c = couplings(weights, name=f"{name}: weights")
+    c = couplings(weights, name=f"{name}: weights", check_finite=False)
     if not jnp.issubdtype(c.dtype, jnp.floating):
         raise ValueError(f"{name}: weights must be floating point")
     if rtol is None:
@@ -489,7 +491,8 @@ def critical_point(weights, threshold, beta_max, *, hint=None, rtol: float | Non
     b = jnp.where(jnp.isfinite(beta), beta, 0.5 * bmax)
     pair = _solve(opts, c, b, thr)
     _, slope = eigenvalue_derivatives(c, b, pair.vector)
-    return CriticalPoint(beta, r.crossed, slope, pair.gap, pair.residual, r.num_tests)
+    status = getattr(r, "status", jnp.where(r.crossed, 0, 1))
+    return CriticalPoint(beta, r.crossed, slope, pair.gap, pair.residual, r.num_tests, status)
 
 
 # --------------------------------------------------------------------------- reference λ*
@@ -516,6 +519,12 @@ class ReferenceLevel:
         return cls(*children)
 
 
+@functools.partial(jax.jit, static_argnames=("backend", "num_iter"))
+def _slope(c, beta, backend, num_iter):
+    """∂λ_min/∂β (Hellmann–Feynman) at β."""
+    return eigenvalue_derivatives(c, beta, least_eigenpair(c, beta, backend, num_iter=num_iter).vector)[1]
+
+
 def reference_level(ref_weights, betas=None, *, beta_max: float | None = None, num_betas: int = 64,
                     backend: Backend = "dense", num_iter: int = 160, newton_steps: int = 8) -> ReferenceLevel:
     r"""Locates β* = argmin_β λ_min(β; W_ref) (section 3.2) precisely enough to differentiate λ*.
@@ -533,8 +542,7 @@ def reference_level(ref_weights, betas=None, *, beta_max: float | None = None, n
         betas = np.linspace(0.0, float(beta_max), num_betas + 1)[1:]
     kw = {"num_iter": num_iter} if backend == "lanczos" else {}
     thr = tap.reference_threshold(c, betas, backend, **kw)
-    slope = jax.jit(lambda b: eigenvalue_derivatives(
-        c, b, least_eigenpair(c, b, backend, num_iter=num_iter).vector)[1])
+    slope = lambda b: _slope(c, jnp.asarray(b, c.dtype), backend, num_iter)
     b0 = float(thr.beta)
     b1 = b0 * (1.0 + 1e-4)
     s0, s1 = float(slope(b0)), float(slope(b1))
@@ -627,7 +635,7 @@ def attribution(weights, reference, **kw: Any) -> Attribution:
     The gradient is taken at fixed reference (``reference`` a :class:`ReferenceLevel` contributes
     no gradient here: only ``weights`` are differentiated).
     """
-    c = couplings(weights, name="attribution: weights")
+    c = couplings(weights, name="attribution: weights", check_finite=False)
     T, g = jax.value_and_grad(lambda cc: melting_temperature(cc, reference, **kw))(c)
     pw = tuple(jnp.abs(w * gw) for w, gw in zip(c.weights, g.weights))
     L = len(pw)
@@ -636,7 +644,105 @@ def attribution(weights, reference, **kw: Any) -> Attribution:
     return Attribution(T, g.weights, pw, pn)
 
 
+@dataclasses.dataclass
+class RunAttribution:
+    r"""Per-checkpoint attribution maps of a training run (:func:`attribute_run`).
+
+    At t = 0 the net *is* the reference: its β_c is the tangency β* (∂λ_min/∂β = 0), where
+    dβ_c/dW diverges. Since :math:`\partial T_c/\partial W = T_c^2\,\partial_W\lambda_{\min} /
+    \partial_eta\lambda_{\min}`, every map is the Hellmann–Feynman map
+    :math:`|W\odot\partial_W\lambda_{\min}|` at β_c times one scalar; at t = 0 we report that map
+    at β* (what sets λ*, the envelope gradient) with ``quantity[0] = "lambda_star"``; later
+    checkpoints report :math:`|W\odot\partial T_c/\partial W|` (``"T_c"``).
+
+    Attributes:
+      t, step, val_error, T_c, slope (∂λ_min/∂β at β_c), gap: ``(T,)`` arrays.
+      quantity: per checkpoint, ``"lambda_star"`` or ``"T_c"``.
+      per_neuron: per spin layer k = 0..L, ``(T, N_k)`` (layer 0 = input pixels).
+      per_layer: ``(T, L)`` sum of the per-weight map over each block.
+      threshold, threshold_beta: λ* and β* of the reference.
+      paths: checkpoint files.
+    """
+
+    t: np.ndarray
+    step: np.ndarray
+    val_error: np.ndarray
+    T_c: np.ndarray
+    slope: np.ndarray
+    gap: np.ndarray
+    quantity: list
+    per_neuron: list
+    per_layer: np.ndarray
+    threshold: float
+    threshold_beta: float
+    paths: list
+
+
+def attribute_run(workdir: str, indices: Sequence[int] | None = None, *,
+                  backend: CriticalBackend = "recurrence", reference_backend: Backend = "lanczos",
+                  num_betas: int = 256, rtol: float | None = None, dtype=jnp.float32) -> RunAttribution:
+    r"""Attribution maps of ∂T_c/∂W for checkpoints of a run written by ``experiments/train.py``.
+
+    λ* and β* follow the section-3.2 rule exactly as :func:`tapjax.analysis.analyze_run` does
+    (:func:`tapjax.tap.reference_threshold` on ``linspace(0, 2β_c^MSK, num_betas+1)[1:]``),
+    then T_c and its gradient by :func:`attribution` (fixed reference).
+
+    Args:
+      workdir: run directory (``checkpoints/ckpt_*.npz``); read only.
+      indices: checkpoint indices (negative allowed; default: all). The first checkpoint is the
+        reference.
+      backend: eigenvector at β_c; reference_backend: λ_min backend for λ*.
+    """
+    from tapjax import checkpoints as ckpt
+    from tapjax import msk
+
+    paths = ckpt.list_checkpoints(workdir)
+    if not paths:
+        raise ckpt.CheckpointError(f"{workdir}: no checkpoints under {workdir}/checkpoints")
+    def load(p):
+        params, meta = ckpt.load_checkpoint(p)
+        return couplings(ckpt.weights_from_params(params, p), name=p, dtype=dtype), meta
+
+    c0, meta0 = load(paths[0])
+    scale = float(meta0.get("config", {}).get("model", {}).get("init_scale", 2.0))
+    bmax = 2.0 * msk.critical_beta(c0.sizes, scale)
+    betas = np.linspace(0.0, bmax, num_betas + 1)[1:]
+    kw = {"num_iter": 120} if reference_backend == "lanczos" else {}
+    thr = tap.reference_threshold(c0, betas, reference_backend, **kw)
+    idx = range(len(paths)) if indices is None else sorted({i % len(paths) for i in indices})
+    grad_fn = jax.jit(lambda cc: attribution(cc, thr.value, beta_max=bmax, hint=thr.beta, rtol=rtol,
+                                             backend=backend))
+    cols = {k: [] for k in ("t", "step", "val_error", "T_c", "slope", "gap", "quantity", "pn", "pl", "paths")}
+    for i in idx:
+        c, meta = (c0, meta0) if i == 0 else load(paths[i])
+        if i == 0:
+            b = jnp.asarray(thr.beta, c.dtype)
+            pair = least_eigenpair(c, b, reference_backend, num_iter=160)
+            g, slope = eigenvalue_derivatives(c, b, pair.vector)
+            pw = [jnp.abs(w * gw) for w, gw in zip(c.weights, g.weights)]
+            T, gap, q = 1.0 / thr.beta, pair.gap, "lambda_star"
+        else:
+            a = grad_fn(c)
+            pw, T, q = list(a.per_weight), a.T_c, "T_c"
+            cp = critical_point(c, thr.value, bmax, hint=thr.beta, rtol=rtol, backend=backend)
+            slope, gap = cp.slope, cp.gap
+        L = len(pw)
+        pn = [np.asarray((pw[k - 1].sum(0) if k > 0 else 0.0) + (pw[k].sum(1) if k < L else 0.0))
+              for k in range(L + 1)]
+        for k, v in (("t", meta.get("t", np.nan)), ("step", meta.get("step", -1)),
+                     ("val_error", meta.get("val_error", np.nan)), ("T_c", float(T)),
+                     ("slope", float(slope)), ("gap", float(gap)), ("quantity", q), ("pn", pn),
+                     ("pl", [float(jnp.sum(x)) for x in pw]), ("paths", paths[i])):
+            cols[k].append(v)
+    per_neuron = [np.stack([pn[k] for pn in cols["pn"]]) for k in range(c0.num_layers + 1)]
+    return RunAttribution(np.asarray(cols["t"], float), np.asarray(cols["step"]),
+                          np.asarray(cols["val_error"], float), np.asarray(cols["T_c"]),
+                          np.asarray(cols["slope"]), np.asarray(cols["gap"]), cols["quantity"],
+                          per_neuron, np.asarray(cols["pl"]), float(thr.value), float(thr.beta),
+                          cols["paths"])
+
+
 __all__ = ["Attribution", "CriticalPoint", "EigenOptions", "LeastEigenpair", "ReferenceLevel",
-           "SearchOptions", "attribution", "critical_beta_fn", "critical_point",
+           "RunAttribution", "SearchOptions", "attribute_run", "attribution", "critical_beta_fn", "critical_point",
            "eigenvalue_derivatives", "least_eigenpair", "least_eigenvalue", "log_det",
            "melting_temperature", "reference_level", "reference_value"]
