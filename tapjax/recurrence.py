@@ -39,7 +39,8 @@ import numpy as np
 from tapjax import linalg
 from tapjax.errors import ConvergenceError, CouplingsError, NoCrossingError  # noqa: F401
 from tapjax.linalg import RootMethod
-from tapjax.spin_model import LayeredCouplings, as_couplings, coupling_scale, row_square_sums
+from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, coupling_scale,
+                               row_square_sums)
 from tapjax.tap import check_couplings, normalized
 
 
@@ -298,7 +299,7 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     linalg.check_root_method(method)
     c = as_couplings(c, where="critical_beta_search")
     dtype = c.dtype
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(w)) for w in c.weights]))
+    finite = all_finite(c)
     scale = coupling_scale(c)
     c = LayeredCouplings(tuple(w / scale for w in c.weights))
     # beyond beta_lim, β²r (eq. 25) overflows the dtype and the PD test means nothing

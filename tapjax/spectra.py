@@ -26,21 +26,25 @@ import numpy as np
 
 from tapjax import linalg
 from tapjax.linalg import Backend
-from tapjax.spin_model import (LayeredCouplings, as_couplings, bond_matvec, coupling_scale,
-                               dense_bond_matrix, join_layers, row_square_sums, split_layers)
+from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, bond_matvec,
+                               coupling_scale, dense_bond_matrix, join_layers, row_square_sums,
+                               split_layers)
 from tapjax.tap import tap_matrix
 
 
 @jax.jit
 def tap_spectrum(c: LayeredCouplings, beta) -> jax.Array:
-    """Ascending eigenvalues ``(N,)`` of ``I − M(β)`` (dense eigvalsh)."""
-    return jnp.linalg.eigvalsh(tap_matrix(c, beta))
+    """Ascending eigenvalues ``(N,)`` of ``I − M(β)`` (dense eigvalsh; NaN for NaN/Inf couplings)."""
+    c = as_couplings(c)
+    return jnp.where(all_finite(c), jnp.linalg.eigvalsh(tap_matrix(c, beta)), jnp.nan)
 
 
 @jax.jit
 def bond_spectrum(c: LayeredCouplings) -> jax.Array:
-    """Ascending eigenvalues ``(N,)`` of the bond matrix J (eq. 4; dense eigvalsh)."""
-    return jnp.linalg.eigvalsh(dense_bond_matrix(as_couplings(c)))
+    """Ascending eigenvalues ``(N,)`` of the bond matrix J (eq. 4; dense eigvalsh; NaN for NaN/Inf
+    couplings, where LAPACK would return finite garbage)."""
+    c = as_couplings(c)
+    return jnp.where(all_finite(c), jnp.linalg.eigvalsh(dense_bond_matrix(c)), jnp.nan)
 
 
 def first_level_spacing(eigenvalues) -> float:
@@ -87,7 +91,8 @@ def _lambda_max_lanczos(c: LayeredCouplings, num_iter: int) -> jax.Array:
     c = LayeredCouplings(tuple(w / s for w in c.weights))
     v0 = jax.random.normal(jax.random.PRNGKey(0), (c.num_spins,), c.dtype)
     mv = lambda v: join_layers(bond_matvec(c, split_layers(c, v)))
-    return linalg.ritz_extreme(linalg.lanczos(mv, v0, num_iter), "max")[0] * s
+    lam = linalg.ritz_extreme(linalg.lanczos(mv, v0, num_iter), "max")[0] * s
+    return jnp.where(all_finite(c), lam, jnp.nan)
 
 
 def spectral_density(eigenvalues, bins: int = 100, range_=None):

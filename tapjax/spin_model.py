@@ -153,6 +153,11 @@ def as_couplings(c, *, where: str = "couplings") -> LayeredCouplings:
     return LayeredCouplings(tuple(out))
 
 
+def all_finite(c: LayeredCouplings) -> jax.Array:
+    """Whether every coupling is finite (bool scalar; trace-safe, for masking results)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(w)) for w in c.weights]))
+
+
 def nonfinite_blocks(c: LayeredCouplings) -> list[int]:
     """1-based indices k of the blocks ``W^(k)`` holding NaN or Inf (concrete arrays only)."""
     return [k for k, w in enumerate(c.weights, start=1) if not bool(jnp.all(jnp.isfinite(w)))]
@@ -252,5 +257,5 @@ def energy(c: LayeredCouplings, spins: Sequence[jax.Array]) -> jax.Array:
     return e
 
 
-__all__ = ["LayeredCouplings", "as_couplings", "bond_matvec", "coupling_scale", "couplings",
+__all__ = ["LayeredCouplings", "all_finite", "as_couplings", "bond_matvec", "coupling_scale", "couplings",
            "dense_bond_matrix", "energy", "join_layers", "nonfinite_blocks", "random_couplings", "row_square_sums", "split_layers"]

@@ -44,7 +44,7 @@ import numpy as np
 from tapjax import linalg
 from tapjax.errors import CouplingsError, NoCrossingError
 from tapjax.linalg import Backend, golden_min, lanczos_tridiagonal  # noqa: F401  (re-exported)
-from tapjax.spin_model import (LayeredCouplings, as_couplings, bond_matvec, coupling_scale,
+from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, bond_matvec, coupling_scale,
                                dense_bond_matrix, join_layers, nonfinite_blocks,
                                row_square_sums, split_layers)
 
@@ -77,7 +77,8 @@ def check_couplings(c, where: str) -> LayeredCouplings:
             f"{where}: W^({bad[0]}) contains NaN or Inf entries (blocks {bad}); the couplings are "
             "corrupt — build them with tapjax.couplings(...) to validate, or load another checkpoint")
     tiny = float(jnp.finfo(c.dtype).tiny)
-    m = max(float(jnp.max(jnp.abs(w))) if w.size else 0.0 for w in c.weights)
+    # on the host: XLA:CPU flushes subnormals to zero, so a device max would read 0
+    m = max(float(np.max(np.abs(np.asarray(w)))) if w.size else 0.0 for w in c.weights)
     if 0.0 < m < tiny:
         raise CouplingsError(
             f"{where}: the largest coupling |w| = {m:.3g} is subnormal in {jnp.dtype(c.dtype).name} "
@@ -124,7 +125,8 @@ def least_eigenvalue_dense(c: LayeredCouplings, betas: jax.Array) -> jax.Array:
     def one(b):
         return jnp.linalg.eigvalsh(eye - b * J + jnp.diag(b * b * r))[0]
 
-    return jax.lax.map(one, jnp.atleast_1d(betas))
+    # LAPACK returns finite garbage for a matrix with NaN entries: make it a visible NaN
+    return jnp.where(all_finite(c), jax.lax.map(one, jnp.atleast_1d(betas)), jnp.nan)
 
 
 # --------------------------------------------------------------------------- Lanczos backend
@@ -151,7 +153,9 @@ def least_eigenvalue_lanczos(c: LayeredCouplings, betas: jax.Array, num_iter: in
         return linalg.ritz_extreme(res, "min")
 
     # vmap in chunks: batched mat-vecs amortize the per-iteration loop overhead.
-    return jax.lax.map(one, jnp.atleast_1d(betas), batch_size=batch_size)
+    lam, err = jax.lax.map(one, jnp.atleast_1d(betas), batch_size=batch_size)
+    ok = all_finite(c)
+    return jnp.where(ok, lam, jnp.nan), jnp.where(ok, err, jnp.nan)
 
 
 def least_eigenvalue(c: LayeredCouplings, betas, backend: Backend = "dense", **kw) -> jax.Array:
@@ -163,7 +167,8 @@ def least_eigenvalue(c: LayeredCouplings, betas, backend: Backend = "dense", **k
       backend: :data:`tapjax.linalg.Backend` (``"dense"``, ``"lanczos"`` or ``"auto"``).
       **kw: Lanczos options (``num_iter``, ``key``, ``batch_size``); ignored by dense.
 
-    NaN/Inf couplings give NaN (use :func:`check_couplings` for an error naming the block).
+    NaN/Inf couplings give NaN, never a number (:func:`check_couplings` raises an error
+    naming the block instead).
     """
     c = as_couplings(c, where="least_eigenvalue")
     backend = linalg.resolve_backend(backend, c.num_spins)

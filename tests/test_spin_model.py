@@ -42,3 +42,33 @@ def test_pytree_stacks_for_vmap():
     stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *cs)
     r = jax.vmap(lambda c: jnp.min(join_layers(row_square_sums(c))))(stacked)
     np.testing.assert_allclose(np.asarray(r), [float(jnp.min(join_layers(row_square_sums(c)))) for c in cs], rtol=1e-6)
+
+
+def test_half_precision_and_list_inputs():
+    from tapjax.spin_model import LayeredCouplings, as_couplings
+    w16 = [np.ones((4, 3), np.float16), np.ones((3, 2), np.float16)]
+    assert couplings(w16).dtype == jnp.float32                      # documented upcast
+    assert couplings([jnp.ones((4, 3), jnp.bfloat16)]).dtype == jnp.float32
+    assert couplings(w16, dtype=jnp.float16).dtype == jnp.float16   # an explicit dtype wins
+    c = as_couplings(w16)
+    assert isinstance(c, LayeredCouplings) and c.dtype == jnp.float32 and c.sizes == (4, 3, 2)
+    assert as_couplings(c).weights[0] is c.weights[0]               # float32 kept as is
+    with pytest.raises(TypeError, match="expected LayeredCouplings or a list"):
+        as_couplings({"layer1": np.ones((4, 3))})
+    with pytest.raises(TypeError, match="≥2-D"):
+        as_couplings([np.ones(3)])
+
+
+def test_coupling_scale_leaves_the_tap_matrix_unchanged(x64):
+    """I − M(β; c) = I − M(sβ; c/s) (eqs. 23–25) holds bit for bit with s a power of two."""
+    from tapjax import tap
+    from tapjax.spin_model import coupling_scale
+    c = random_couplings(jax.random.PRNGKey(0), (6, 5, 4), dtype=jnp.float64).scale(37.0)
+    s = float(coupling_scale(c))
+    assert s == 64.0
+    J = np.asarray(dense_bond_matrix(c))
+    b = 0.7
+    A = np.eye(15) - b * J + np.diag(b * b * (J ** 2).sum(1))
+    np.testing.assert_allclose(np.asarray(tap.tap_matrix(c, b)), A, rtol=1e-13)
+    cn = c.scale(1.0 / s)
+    np.testing.assert_array_equal(np.asarray(tap.tap_matrix(c, b)), np.asarray(tap.tap_matrix(cn, b * s)))
