@@ -204,7 +204,19 @@ def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
     rows = doc["rows"]
     t = np.array([r["t"] for r in rows])
     col = lambda key: np.array([r.get(key, np.nan) for r in rows], float)
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    ax = axes[2]
+    for where, lab, st in (("Tc", r"at $T_c$", "o-"), ("beta_final", r"at $\beta_c$(last)", "s--")):
+        ax.plot(t, col(f"below_edge_k{k}_{where}"), st, ms=3, lw=1, label=f"levels below the fitted edge, {lab}")
+    ax2 = ax.twinx()
+    ax2.plot(t, col("T_c") / col("T_c")[0], "k:", lw=1, label=r"$T_c/T_c(0)$")
+    ax2.set_ylabel(r"$T_c/T_c(0)$")
+    time_axis(ax)
+    ax.set_xlabel("t (epochs)")
+    ax.set_ylabel(f"split-off levels (edge law fitted to lowest {2 * k})")
+    ax.set_title(f"{label}: levels below the bulk's soft edge", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    ax2.legend(fontsize=7, loc="lower right")
     for ax, where, title in ((axes[0], "Tc", r"$I-M$ at $T_c$"),
                              (axes[1], "beta_final", r"$I-M$ at fixed $\beta$ = $\beta_c$(last)")):
         for key, lab, st in ((f"median_{where}", "(a) median spacing", "o-"),
