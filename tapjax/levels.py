@@ -298,6 +298,7 @@ def _bond_norm_bound(c: LayeredCouplings, num_iter: int = 30) -> jax.Array:
     return th[-1] + jnp.abs(b[-1] * S[-1, -1])
 
 
+@jax.jit
 def spectrum_bounds(c: LayeredCouplings, beta) -> tuple[jax.Array, jax.Array]:
     r"""Weyl bounds on the spectrum of :math:`I - M = I + \beta^2 \mathrm{diag}(r) - \beta J`:
     ``(1 + β² min r − β‖J‖, 1 + β² max r + β‖J‖)`` (‖J‖ by :func:`_bond_norm_bound`)."""
