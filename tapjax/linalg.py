@@ -120,13 +120,9 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iter: i
     V = jnp.zeros((m, n), dtype)
     v = v0 / jnp.linalg.norm(v0)
 
-    def cond(state):
-        j, done = state[0], state[-1]
-        return (j < m) & ~done
-
-    def body(state):
-        j, V, alpha, beta, v, v_prev, b_prev, anorm, done = state
-        V = V.at[j].set(v)
+    def body(j, state):
+        V, alpha, beta, v, v_prev, b_prev, anorm, size, done = state
+        V = V.at[j].set(v)                      # v = 0 once broken down: the tail stays 0
         w = matvec(v) - b_prev * v_prev
         a = jnp.vdot(v, w)
         w = w - a * v
@@ -134,14 +130,18 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iter: i
             w = w - jnp.matmul(V.T, jnp.matmul(V, w, precision=hi), precision=hi)
         b = jnp.linalg.norm(w)
         anorm = jnp.maximum(anorm, jnp.abs(a) + b + b_prev)
-        broke = b <= tol * anorm
-        safe = jnp.where(broke, 1.0, b)
-        return (j + 1, V, alpha.at[j].set(a), beta.at[j].set(b), w / safe, v, b, anorm, broke)
+        size = jnp.where(done, size, j + 1)
+        done = done | (b <= tol * anorm)
+        v_next = jnp.where(done, 0.0, w / jnp.where(done, 1.0, b))
+        return (V, alpha.at[j].set(a), beta.at[j].set(b), v_next, v,
+                jnp.where(done, 0.0, b), anorm, size, done)
 
     zero = jnp.zeros((), dtype)
-    init = (jnp.int32(0), V, jnp.zeros(m, dtype), jnp.zeros(m, dtype), v, jnp.zeros_like(v),
-            zero, zero, jnp.asarray(False))
-    size, V, alpha, beta, *_, done = jax.lax.while_loop(cond, body, init)
+    init = (V, jnp.zeros(m, dtype), jnp.zeros(m, dtype), v, jnp.zeros_like(v), zero, zero,
+            jnp.int32(0), jnp.asarray(False))
+    # a fixed trip count (no early exit): under vmap a while_loop would select the whole
+    # (m, N) basis every step; after a breakdown the remaining steps work on zeros
+    V, alpha, beta, *_, size, done = jax.lax.fori_loop(0, m, body, init)
     idx = jnp.arange(m)
     alpha = jnp.where(idx < size, alpha, alpha[0])
     beta = jnp.where(idx < size, beta, 0.0)
