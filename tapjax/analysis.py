@@ -236,8 +236,11 @@ def _lanczos_top(mv, n: int, dtype, num_iter: int):
     return ev[-1], x / jnp.linalg.norm(x)
 
 
-def _bond_program(num_iter: int):
-    """(λ_max(J), layer shares, λ_min(R), σ_max, ‖W‖_F, C_k) of one snapshot; jitted over a chunk."""
+def _bond_program(num_iter: int, per_layer: bool = True):
+    """(λ_max(J), layer shares, λ_min(R), σ_max, ‖W‖_F, C_k) of one snapshot; jitted over a chunk.
+
+    Without ``per_layer`` the σ_max Lanczos runs are skipped (σ_max is NaN).
+    """
 
     def one(ws):
         c = LayeredCouplings(tuple(ws))
@@ -249,8 +252,11 @@ def _bond_program(num_iter: int):
             a, b = w.shape
             small = min(a, b)
             g = (lambda v, w=w: w @ (w.T @ v)) if a <= b else (lambda v, w=w: w.T @ (w @ v))
-            s2, _ = _lanczos_top(g, small, w.dtype, min(num_iter, small))
-            sig.append(jnp.sqrt(jnp.maximum(s2, 0.0)))
+            if per_layer:
+                s2, _ = _lanczos_top(g, small, w.dtype, min(num_iter, small))
+                sig.append(jnp.sqrt(jnp.maximum(s2, 0.0)))
+            else:
+                sig.append(jnp.full((), jnp.nan, w.dtype))
             fro.append(jnp.sqrt(jnp.sum(w * w)))
             C.append(a * jnp.var(w))
         return lam, share, jnp.min(join_layers(row_square_sums(c))), jnp.stack(sig), jnp.stack(fro), jnp.stack(C)
@@ -265,9 +271,9 @@ def _chunk_spectra(ws, betas):
                        (tuple(ws), betas))
 
 
-@functools.partial(jax.jit, static_argnames=("num_iter",))
-def _chunk_bond(ws, num_iter: int):
-    return jax.lax.map(_bond_program(num_iter), tuple(ws))
+@functools.partial(jax.jit, static_argnames=("num_iter", "per_layer"))
+def _chunk_bond(ws, num_iter: int, per_layer: bool = True):
+    return jax.lax.map(_bond_program(num_iter, per_layer), tuple(ws))
 
 
 @functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
@@ -551,7 +557,7 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
 
     # ---- 4. λ_max(J) with its eigenvector, λ_min(R), per-layer σ_max / ‖W‖_F / C_k
     lam_max, share, lmin_r, sig, fro, Ck = phases.run(
-        "λ_max", lambda *w: _chunk_bond(w, lanczos_iter), ws, T, batch_size)
+        "λ_max", lambda *w: _chunk_bond(w, lanczos_iter, per_layer), ws, T, batch_size)
 
     # ---- 5. level spacing s0/s_typ at β_c
     lvl, why_lvl = _level_method(c_ref.num_spins, level_spacing or keep_spectra, level_method, dense_max_spins)
