@@ -39,7 +39,6 @@ import os
 import numpy as np
 from absl import app, flags
 
-from experiments import analyze as analyze_lib
 from experiments.figures import error_curve, load_history, log_y_axis, time_axis
 from tapjax import analysis, fits, spectra
 from tapjax import checkpoints as ckpt
@@ -108,8 +107,8 @@ def analyze_group(workdirs, analysis_dir: str, *, num_betas: int = 128, level_sp
 
     Each run: :func:`tapjax.analysis.analyze_run` on every checkpoint (β_c by the recurrence
     root search, λ_max(J), λ_min(R); s0/s_typ only with ``level_spacing``, one dense eigvalsh
-    per checkpoint), checkpoints without a crossing filled by
-    :func:`experiments.analyze.fill_no_crossing` (listed in ``info``), cached as
+    per checkpoint; a checkpoint without a crossing gets NaN and is listed in ``info["errors"]``,
+    the no-crossing rule of :mod:`tapjax.analysis`), cached as
     ``ANALYSIS_DIR/<run>.{npz,json}`` plus ``<run>_ends.npz``; a cache holding exactly the run's
     checkpoint times is reused, otherwise the run is analyzed again.
     """
@@ -126,9 +125,6 @@ def analyze_group(workdirs, analysis_dir: str, *, num_betas: int = 128, level_sp
                 cached = None
         if cached is None:
             a = analysis.analyze_run(hist, num_betas=num_betas, level_spacing=level_spacing, progress=progress)
-            a = analyze_lib.fill_no_crossing(hist, a)
-            if not level_spacing:
-                a.level_spacing[:] = np.nan          # fill_no_crossing computes it at filled points only
             a.info["workdir"] = os.path.abspath(wd)
             analysis.save_analysis(a, prefix)
             ckpt.atomic_write_npz(prefix + "_ends.npz", _ends(hist, a.beta_c, list(range(len(hist)))))
