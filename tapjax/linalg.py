@@ -16,9 +16,11 @@ dimension is at most N, and at most the number of distinct eigenvalues of A, e.g
 :math:`2\,\mathrm{rank}(W)+1` for a low-rank bond matrix), the new residual
 :math:`\beta_j = \|w_j\|` is rounding noise and normalizing it produces a vector that is *not*
 orthogonal to the basis: the recurrence then runs on noise (spurious Ritz values far outside
-the spectrum, or NaN). :func:`lanczos` stops at the first
+the spectrum, or NaN). :func:`lanczos` detects the first
 :math:`\beta_j \le \mathrm{tol}\cdot\|T_j\|` (default ``tol`` :data:`BREAKDOWN_RTOL` ×
-machine epsilon × :math:`\sqrt N`) and records the number of valid steps ``size = j + 1``; the
+machine epsilon × :math:`\sqrt N`, with :math:`\|T_j\|` estimated by the largest
+:math:`|\alpha_i| + \beta_i + \beta_{i-1}`), records the number of valid steps
+``size = j + 1`` and runs the remaining (fixed-count, jittable) steps on a zero vector; the
 remaining rows are padded so that every fixed-shape consumer still gets the right extreme
 Ritz values: trailing diagonal entries equal :math:`\alpha_0 = v_0^\top A v_0`, which lies
 inside :math:`[\theta_{\min}(T_k), \theta_{\max}(T_k)]` (it is a Rayleigh quotient of
@@ -218,20 +220,22 @@ def golden_min(f, lo: float, hi: float, rtol: float = 1e-4, max_iter: int = 40) 
     return (x1, f1) if f1 < f2 else (x2, f2)
 
 
-def bisect(below: Callable[[float], bool], lo: float, hi: float, tol: float,
-           max_iter: int = 200) -> tuple[float, float]:
+def bisect(below: Callable[[float], bool], lo: float, hi: float, tol: float = 0.0, *,
+           rtol: float = 0.0, max_iter: int = 200) -> tuple[float, float]:
     """Bisection on a monotone predicate: ``below(x)`` true on ``[lo, x*)``, false on ``[x*, hi]``.
 
-    Returns the final bracket ``(lo, hi)`` with ``hi − lo ≤ tol`` (``below(lo)`` held, ``below(hi)``
-    did not, for every point tested). Host loop: each step calls ``below`` once.
+    Returns the final bracket ``(lo, hi)`` with ``hi − lo ≤ max(tol, rtol·|hi|)`` (``below``
+    held at every lo and failed at every hi it was tested at), or after ``max_iter`` tests.
+    Host loop: each step calls ``below`` once.
 
     Raises:
-      ValueError: ``tol`` not positive or ``lo > hi``.
+      ValueError: neither ``tol`` nor ``rtol`` positive, or ``lo > hi``.
     """
-    if not tol > 0 or not lo <= hi:
-        raise ValueError(f"bisect: need tol > 0 and lo ≤ hi (got tol={tol!r}, lo={lo!r}, hi={hi!r})")
+    if not (tol > 0 or rtol > 0) or not lo <= hi:
+        raise ValueError(f"bisect: need tol > 0 or rtol > 0, and lo ≤ hi (got tol={tol!r}, "
+                         f"rtol={rtol!r}, lo={lo!r}, hi={hi!r})")
     for _ in range(max_iter):
-        if hi - lo <= tol:
+        if hi - lo <= max(tol, rtol * abs(hi)):
             break
         mid = 0.5 * (lo + hi)
         if bool(below(mid)):

@@ -69,7 +69,9 @@ def test_one_dimensional_searches():
     assert x == pytest.approx(0.3, abs=1e-6) and fx == pytest.approx(1.0, abs=1e-11)
     lo, hi = linalg.bisect(lambda b: b * b < 2.0, 0.0, 2.0, 1e-12)
     assert lo < np.sqrt(2) <= hi and hi - lo <= 1e-12
-    with pytest.raises(ValueError, match="tol > 0"):
+    lo, hi = linalg.bisect(lambda b: b < 1e-3, 0.0, 1.0, rtol=1e-6)
+    assert lo < 1e-3 <= hi and hi - lo <= 1e-6 * hi
+    with pytest.raises(ValueError, match="tol > 0 or rtol > 0"):
         linalg.bisect(lambda b: True, 0.0, 1.0, 0.0)
 
 
