@@ -488,7 +488,8 @@ def critical_beta_smooth(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     r"""First β ≤ ``beta_max`` with λ_min(I − M(β)) ≤ ``threshold``, searched on :func:`smooth_margin`.
 
     Returns a :class:`tapjax.recurrence.CriticalBeta` (``beta`` = failing end, ``lower`` = PD end,
-    ``crossed``, ``num_tests`` = PD tests of the whole chain).
+    ``crossed``, ``num_tests`` = PD tests of the whole chain, ``status`` a
+    :class:`tapjax.recurrence.SearchStatus`: OK, NO_CROSSING, MAX_ITER or NONFINITE).
 
     1. **Bracket** (no crossing skipped). From a PD point β with margin g the crossing cannot
        come before β + s, :math:`g = (\|J\| + 2(\beta+s)\max r)\,s`, because
@@ -501,7 +502,7 @@ def critical_beta_smooth(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
        from the PD side when the far end is NaN, each step aimed rtol/4 past the estimate,
        bisection when a step leaves the bracket or stalls), but on the smooth margin.
     """
-    from tapjax.recurrence import CriticalBeta
+    from tapjax.recurrence import CriticalBeta, SearchStatus
 
     dtype = c.dtype
     thr = jnp.asarray(threshold, dtype)
@@ -569,7 +570,13 @@ def critical_beta_smooth(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
             num_tests=s.num_tests + 1)
 
     s = jax.lax.while_loop(cond, body, s)
-    return CriticalBeta(s.hi, s.lo, s.found, s.num_tests)
+    finite = jnp.isfinite(s.hi) & jnp.isfinite(s.lo)
+    converged = s.hi - s.lo <= rtol * s.hi
+    status = jnp.where(~finite, SearchStatus.NONFINITE,
+                       jnp.where(~s.found, SearchStatus.NO_CROSSING,
+                                 jnp.where(converged, SearchStatus.OK, SearchStatus.MAX_ITER)))
+    return CriticalBeta(jnp.where(finite, s.hi, jnp.nan), jnp.where(finite, s.lo, jnp.nan),
+                        s.found & finite, s.num_tests, status.astype(jnp.int32))
 
 
 # --------------------------------------------------------------------------- counting function, s_typ

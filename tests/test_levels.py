@@ -131,9 +131,14 @@ def test_critical_beta_smooth_brackets_bisection(x64):
         lo_hi = np.asarray(tap.least_eigenvalue_dense(c, jnp.asarray([float(sm.lower), float(sm.beta)])))
         assert lo_hi[0] > thr >= lo_hi[1]
         assert int(sm.num_tests) < int(se.num_tests)
+        assert int(sm.status) == int(recurrence.SearchStatus.OK)
     # no crossing below beta_max: crossed is False
     r = levels.critical_beta_smooth(c, thr, 0.2 * bmax)
-    assert not bool(r.crossed)
+    assert not bool(r.crossed) and int(r.status) == int(recurrence.SearchStatus.NO_CROSSING)
+    # NaN couplings: no result, flagged
+    bad = type(c)((c.weights[0].at[0, 0].set(jnp.nan),) + c.weights[1:])
+    r = levels.critical_beta_smooth(bad, thr, bmax)
+    assert not bool(r.crossed) and int(r.status) == int(recurrence.SearchStatus.NONFINITE)
 
 
 def _dense_counts(ev, x):
