@@ -78,8 +78,8 @@ def plot(ra, path: str) -> None:
         ax.bar(np.arange(len(out)), out / out.sum())
         ax.set_xticks(np.arange(len(out)))
         ax.set_xlabel("output unit")
-        ax.set_title(f"output units; layer shares {np.round(ra.per_layer[i] / ra.per_layer[i].sum(), 2)}",
-                     fontsize=8)
+        shares = ", ".join(f"{x:.2f}" for x in ra.per_layer[i] / ra.per_layer[i].sum())
+        ax.set_title(f"output units\nshare of W^(1..L): {shares}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
