@@ -63,6 +63,10 @@ def check_compatible(cfgs: Sequence[TrainConfig]) -> None:
     """Raises ValueError unless the configs can share one vmapped program."""
     if not cfgs:
         raise ValueError("no run configurations given")
+    pen = [i for i, c in enumerate(cfgs) if getattr(c, "tc_penalty", None) is not None]
+    if pen:
+        raise ValueError(f"run(s) {pen} have a tc_penalty, which the vmapped trainer does not "
+                         "implement; train them one by one with tapjax.training.train")
     c0 = cfgs[0]
     for i, c in enumerate(cfgs[1:], start=1):
         bad = [f for f in SHARED_FIELDS if getattr(c, f) != getattr(c0, f)]

@@ -29,8 +29,11 @@ from tapjax import checkpoints as ckpt
 from tapjax.data import Dataset
 from tapjax.locking import WorkdirLock
 from tapjax.losses import DEFAULT_MARGIN, LOSSES, LossName, mean_loss
-from tapjax.models import MLP, ModelConfig, config_from_dict, init_params, preprocess
+from tapjax.models import (MLP, ModelConfig, config_from_dict, init_params, preprocess,
+                           weights_from_params)
 from tapjax.progress import ProgressBar
+from tapjax.tc_regularizer import (PenaltyReference, TcPenalty, penalty_gradient_scale,
+                                   finite_or_zero, penalty_reference, penalty_value_and_grad)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,11 @@ class TrainConfig:
         ``MultiMarginLoss(p=2)``) or ``"one_vs_rest"`` (Tang 2013's L2-SVM,
         :func:`tapjax.losses.one_vs_rest_squared_hinge`); both use ``margin``. Configs
         written before this field existed load as ``"weston_watkins"``.
+      tc_penalty: optional melting-temperature loss term α·f (:class:`tapjax.tc_regularizer.TcPenalty`;
+        f = T_c or λ_min(I − M(β₀)), λ* from this run's t = 0 net, gradient every ``every_k``
+        steps applied ×k). ``None`` (default): plain training, bit-identical to before the
+        field existed; ``None`` is left out of :meth:`to_dict`, so old configs, fingerprints
+        and ``config.json`` files are unchanged.
     """
 
     model: ModelConfig = ModelConfig()
@@ -67,8 +75,13 @@ class TrainConfig:
     first_epoch_levels: int = 6
     dataset: str = "embedded"
     loss: LossName = "weston_watkins"
+    tc_penalty: TcPenalty | None = None
 
     def __post_init__(self):
+        if isinstance(self.tc_penalty, dict):
+            object.__setattr__(self, "tc_penalty", TcPenalty.from_dict(self.tc_penalty))
+        if self.tc_penalty is not None and not isinstance(self.tc_penalty, TcPenalty):
+            raise ValueError(f"tc_penalty={self.tc_penalty!r}: must be a TcPenalty or None")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r}: must be one of {LOSSES}")
         if self.lr <= 0 or not np.isfinite(self.lr):
@@ -80,7 +93,10 @@ class TrainConfig:
         _parse_schedule(self.schedule)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.tc_penalty is None:   # keeps old configs' dicts and fingerprints unchanged
+            d.pop("tc_penalty")
+        return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "TrainConfig":
@@ -172,8 +188,58 @@ def sgd_scan(loss_fn: Callable, tx: optax.GradientTransformation, params, opt_st
     return params, opt_state, losses
 
 
-def make_chunk_fn(cfg: TrainConfig) -> Callable:
+def initial_params(cfg: TrainConfig):
+    """The run's t = 0 parameters (a function of ``cfg.model`` and ``cfg.seed`` only)."""
+    return init_params(cfg.model, jax.random.split(jax.random.PRNGKey(cfg.seed))[0])
+
+
+def run_penalty_reference(cfg: TrainConfig) -> PenaltyReference:
+    """The fixed λ*, β*, β_max of ``cfg.tc_penalty`` from this run's t = 0 net."""
+    if cfg.tc_penalty is None:
+        raise ValueError("run_penalty_reference: cfg.tc_penalty is None")
+    return penalty_reference(cfg.tc_penalty, weights_from_params(initial_params(cfg)))
+
+
+def sgd_penalty_scan(loss_fn: Callable, tx: optax.GradientTransformation, penalty: TcPenalty,
+                     ref: PenaltyReference, params, opt_state, x, y, idx, steps):
+    """:func:`sgd_scan` with the loss term α·f of ``penalty`` (:mod:`tapjax.tc_regularizer`).
+
+    ``steps`` ``(n_steps,)`` int32: the global step index of each row of ``idx``. On steps with
+    ``step % every_k == 0`` the gradient is ``∇L_batch + k·α·∇f`` (a ``lax.cond``: other steps
+    pay nothing); ``f`` is returned there and 0 elsewhere. Returns
+    ``(params, opt_state, losses, f_values)``.
+    """
+    k = penalty.every_k
+    scale = penalty_gradient_scale(penalty)
+
+    def with_penalty(p):
+        v, g = penalty_value_and_grad(penalty, ref, p)
+        if penalty.skip_nonfinite:
+            v, g = finite_or_zero(v, g)
+        return v.astype(jnp.float32), g
+
+    def without(p):
+        return jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, p)
+
+    def body(carry, xs):
+        ib, s = xs
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params, x[ib], y[ib])
+        f, g = jax.lax.cond(s % k == 0, with_penalty, without, params)
+        grads = jax.tree_util.tree_map(lambda a, b: a + (scale * b).astype(a.dtype), grads, g)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), (loss, f)
+
+    (params, opt_state), (losses, fs) = jax.lax.scan(body, (params, opt_state), (idx, steps))
+    return params, opt_state, losses, fs
+
+
+def make_chunk_fn(cfg: TrainConfig, reference: PenaltyReference | None = None) -> Callable:
     """Jitted ``(params, opt_state, x, y, idx) -> (params, opt_state, losses)``.
+
+    With ``cfg.tc_penalty``: ``(params, opt_state, x, y, idx, steps) -> (params, opt_state,
+    losses, f_values)`` (:func:`sgd_penalty_scan`; ``reference`` defaults to
+    :func:`run_penalty_reference`).
 
     ``x``: preprocessed float inputs ``(n, N_0)``; ``y``: int labels ``(n,)``;
     ``idx``: int32 ``(n_steps, batch)`` mini-batch indices; ``losses``: ``(n_steps,)``.
@@ -186,6 +252,10 @@ def make_chunk_fn(cfg: TrainConfig) -> Callable:
     def loss_fn(params, xb, yb):
         return mean_loss(model.apply({"params": params}, xb), yb, cfg.margin, cfg.loss)
 
+    if cfg.tc_penalty is not None:
+        ref = run_penalty_reference(cfg) if reference is None else reference
+        return jax.jit(functools.partial(sgd_penalty_scan, loss_fn, tx, cfg.tc_penalty, ref),
+                       donate_argnums=(0, 1), compiler_options=scan_compiler_options())
     return jax.jit(functools.partial(sgd_scan, loss_fn, tx), donate_argnums=(0, 1),
                    compiler_options=scan_compiler_options())
 
@@ -387,9 +457,11 @@ def _check_same_run(workdir: str, cfg: TrainConfig) -> None:
                                    "restore config.json from a checkpoint's __meta__['config'] or "
                                    "use another --workdir") from e
     new = cfg.to_dict()
-    diffs = [k for k in new if k not in ("epochs",) and old.get(k) != json.loads(json.dumps(new[k]))]
+    keys = list(new) + [k for k in old if k not in new]
+    diffs = [k for k in keys if k not in ("epochs",)
+             and old.get(k) != json.loads(json.dumps(new.get(k)))]
     if diffs:
-        detail = ", ".join(f"{k}: {old.get(k)!r} (on disk) vs {new[k]!r}" for k in diffs)
+        detail = ", ".join(f"{k}: {old.get(k)!r} (on disk) vs {new.get(k)!r}" for k in diffs)
         raise ckpt.CheckpointError(
             f"{workdir} holds a different run ({detail}); use another --workdir to start a new run "
             "(only --epochs may change when resuming)")
@@ -443,6 +515,9 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
 
     key_init, key_shuffle = jax.random.split(jax.random.PRNGKey(cfg.seed))
     params = init_params(cfg.model, key_init)
+    penalty = cfg.tc_penalty
+    reference = (penalty_reference(penalty, weights_from_params(params))
+                 if penalty is not None else None)
     tx = make_optimizer(cfg)
     opt_state = tx.init(params)
     step, history = 0, []
@@ -453,8 +528,11 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
     fingerprint = config_fingerprint(cfg)
     # running sum of the current epoch's per-chunk ``mean * n_steps`` (float64, left to right)
     loss_sum, loss_steps, loss_note = 0.0, 0, None
+    pen_skipped = 0   # penalty steps skipped (non-finite f) in the current epoch
     if resume and os.path.exists(state_path):
         rs = _restore_state(state_path, params, opt_state, cfg)
+        if penalty is not None:
+            pen_skipped = int(ckpt.read_npz(state_path).get("penalty_skipped", 0))
         params, opt_state, step = rs.params, rs.opt_state, rs.step
         history = _resume_history(hist_path, state_path, rs)
         if rs.loss_sum is not None:
@@ -471,7 +549,7 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
     y_tr = jnp.asarray(data.y_train)
     x_va = preprocess(jnp.asarray(data.x_val), cfg.model.kind)
     y_va = jnp.asarray(data.y_val)
-    chunk_fn, wrong_fn = make_chunk_fn(cfg), make_error_fn(cfg)
+    chunk_fn, wrong_fn = make_chunk_fn(cfg, reference), make_error_fn(cfg)
     meta_base = {"config": cfg.to_dict(), "dataset": data.name, "steps_per_epoch": spe}
 
     bounds = sorted(set(ck_steps) | set(range(0, total + 1, spe)))
@@ -490,8 +568,24 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
         if epoch != perm_epoch:
             idx = epoch_batches(key_shuffle, epoch, n, cfg.batch_size)
             perm_epoch = epoch
-        params, opt_state, losses = chunk_fn(params, opt_state, x_tr, y_tr,
-                                             idx[lo - epoch * spe: hi - epoch * spe])
+        ib = idx[lo - epoch * spe: hi - epoch * spe]
+        f_last = None
+        if penalty is None:
+            params, opt_state, losses = chunk_fn(params, opt_state, x_tr, y_tr, ib)
+        else:
+            steps = jnp.arange(lo, hi, dtype=jnp.int32)
+            params, opt_state, losses, fs = chunk_fn(params, opt_state, x_tr, y_tr, ib, steps)
+            fs, on = np.asarray(fs), np.arange(lo, hi) % penalty.every_k == 0
+            bad = np.flatnonzero(on & ~np.isfinite(fs))
+            if bad.size and penalty.skip_nonfinite:
+                pen_skipped += int(bad.size)
+            elif bad.size:
+                raise FloatingPointError(
+                    f"tc_penalty: f = {penalty.target} is not finite at step {lo + int(bad[0])} (no "
+                    f"crossing in (0, {reference.beta_max:g}] or a degenerate λ_min); raise "
+                    "tc_penalty.beta_max_factor, lower |alpha|, or use target='lambda_min'")
+            if on.any():
+                f_last = float(fs[on][-1])
         losses = np.asarray(losses)
         if not np.all(np.isfinite(losses)):
             raise FloatingPointError(f"training diverged (non-finite loss) between steps {lo} and {hi}; "
@@ -506,6 +600,11 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
                    "train_loss": loss_sum / spe if loss_note is None else loss_sum / loss_steps}
             if loss_note is not None:
                 row["train_loss_note"] = loss_note
+            if penalty is not None:
+                row["penalty_f"] = f_last   # f at the last penalty step of the epoch's last chunk
+                row["penalty_threshold"] = reference.threshold
+                row["penalty_skipped"] = pen_skipped
+                pen_skipped = 0
             history.append(row)
             loss_sum, loss_steps, loss_note = 0.0, 0, None
             ckpt.atomic_write_json(hist_path, history)
@@ -514,9 +613,11 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
                                                    "epoch": hi // spe, "train_loss": loss_mean,
                                                    "val_error": val_err})
         if hi in ck_steps or hi % spe == 0:
-            ckpt.atomic_write_npz(state_path, state_arrays(
-                params, opt_state, step, len(history), history=history, loss_sum=loss_sum,
-                loss_steps=loss_steps, fingerprint=fingerprint))
+            arrays = state_arrays(params, opt_state, step, len(history), history=history,
+                                  loss_sum=loss_sum, loss_steps=loss_steps, fingerprint=fingerprint)
+            if penalty is not None:
+                arrays["penalty_skipped"] = np.asarray(pen_skipped, np.int64)
+            ckpt.atomic_write_npz(state_path, arrays)
         bar.set(hi / spe, loss=loss_mean, val_err=val_err)
         if stop_after_step is not None and hi >= stop_after_step:
             break
