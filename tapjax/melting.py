@@ -208,14 +208,14 @@ def _scan(f, carry, xs, reverse=False):
     return jax.lax.scan(f, carry, xs, reverse=reverse)
 
 
-def _cho_solve(Lc, y):
-    z = jax.scipy.linalg.solve_triangular(Lc, y, lower=True)
-    return jax.scipy.linalg.solve_triangular(Lc.T, z, lower=False)
+def _cho_solve(Linv, y):
+    """``D⁻¹ y = L⁻ᵀ L⁻¹ y`` from the inverse Cholesky factor (matmuls: the sweeps reuse it)."""
+    return Linv.T @ (Linv @ y)
 
 
 class _Factors(NamedTuple):
     a0: jax.Array                 # D_0 = diag(a0)
-    chol: tuple                   # per run: (k1-k0, n, n) Cholesky factors of D_{k-1}, k in run
+    chol: tuple                   # per run: (k1-k0, n, n) inverse Cholesky factors L⁻¹ of D_{k-1}
     last: tuple                   # eigh of D_L: (lam, Q)
 
 
@@ -229,8 +229,9 @@ def _factorize(c: LayeredCouplings, beta, shift) -> _Factors:
     def step(D, xs):
         w, ak = xs
         Lc = jnp.linalg.cholesky(D)
-        Y = jax.scipy.linalg.solve_triangular(Lc, w, lower=True)
-        return jnp.diag(ak) - beta ** 2 * (Y.T @ Y), Lc
+        Linv = jax.scipy.linalg.solve_triangular(Lc, jnp.eye(D.shape[0], dtype=D.dtype), lower=True)
+        Y = Linv @ w
+        return jnp.diag(ak) - beta ** 2 * (Y.T @ Y), Linv
 
     for k0, k1 in _runs(c):
         D, Ls = _scan(step, D, (jnp.stack(c.weights[k0 - 1:k1 - 1]), jnp.stack(a[k0:k1])))
