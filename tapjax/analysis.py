@@ -25,8 +25,9 @@ dense spectrum of I − M at β_c for the level spacing (or, above ``dense_max_s
   ``[0.6 β*, 1.4 β*]`` dips below λ* (a crossing window narrower than the scan spacing): β_c is
   bisected with the PD test of the recurrence;
 * ``"touch"``: the closest approach stays above λ* by no more than ``touch_atol`` (the
-  threshold's own uncertainty: ``max(threshold_spread, 1e-4)`` in float32, ``1e-8`` in float64):
-  β_c is the β of closest approach;
+  threshold's own uncertainty: ``max(threshold_spread, 1e-4 in float32 / 1e-8 in float64)``), or
+  the λ_min backend dips below λ* where the PD test still says positive definite (agreement only
+  to rounding): β_c is the β of closest approach;
 * ``"none ≤ β_max"``: λ_min stays above λ* on the whole range: **β_c = T_c = NaN**, never a filler
   value; ``closest_margin`` holds min λ_min − λ* near β*.
 """
