@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 # Loaded on first use (``tapjax.sharding`` …), so ``import tapjax`` does not pay for them.
 # The training side (Flax, optax) is loaded on first use too: the physics needs neither.
 _LAZY_MODULES = ("binarize", "conv", "distributed", "fits", "locking", "losses", "models", "multirun",
-                 "overlap", "pytrees", "reference", "sgtrain", "sharding", "sources", "training")
+                 "overlap", "pytrees", "reference", "sgtrain", "sharding", "sources", "spacing", "training")
 # Names loaded with their module on first use: name -> module.
 _LAZY_NAMES = {"load_series": "sources", "load_network": "sources", "SourceError": "sources",
                "Reference": "reference", "MLP": "models", "ModelConfig": "models",
@@ -47,7 +47,7 @@ __all__ = [
     "critical_beta_grid", "critical_beta_search", "data", "fits", "inertia", "least_eigenvalue",
     "load_analysis", "load_checkpoint", "load_dataset", "load_run", "logdet", "losses", "models",
     "msk", "multirun", "overlap", "pytrees", "positive_definite", "random_couplings", "recurrence",
-    "reference_threshold", "save_analysis", "sgtrain", "sharding", "spectra", "spin_model", "tap",
+    "reference_threshold", "save_analysis", "sgtrain", "sharding", "spacing", "spectra", "spin_model", "tap",
     "train", "training",
     "weights_from_params",
 ]
