@@ -39,9 +39,8 @@ import numpy as np
 from tapjax import linalg
 from tapjax.errors import ConvergenceError, CouplingsError, NoCrossingError  # noqa: F401
 from tapjax.linalg import RootMethod
-from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, coupling_scale,
-                               row_square_sums)
-from tapjax.tap import check_couplings, normalized
+from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, check_couplings,
+                               coupling_scale, normalized, row_square_sums)
 
 
 class RecurrenceResult(NamedTuple):

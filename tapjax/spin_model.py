@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tapjax.errors import CouplingsError
+
 _HALF_FLOATS = ("float16", "bfloat16")  # upcast to float32: no LAPACK kernels in half precision
 
 
@@ -178,6 +180,45 @@ def coupling_scale(c: LayeredCouplings) -> jax.Array:
     return jnp.ldexp(jnp.ones_like(m), e)
 
 
+def normalized(c: LayeredCouplings, betas):
+    r"""``(c / s, s·betas)`` with s = :func:`coupling_scale` (a power of two).
+
+    :math:`I - M(\beta; c) = I - M(s\beta; c/s)` exactly (eqs. 23–25), so any function of the
+    TAP matrix can be evaluated on the normalized pair; trace-safe. ``c`` without batch axes
+    (map over a checkpoint stack with ``jax.vmap`` / ``lax.map``).
+    """
+    s = coupling_scale(c)
+    return LayeredCouplings(tuple(w / s for w in c.weights)), jnp.asarray(betas, c.dtype) * s
+
+
+def check_couplings(c, where: str) -> LayeredCouplings:
+    """Host-side input rule of the engine's float-returning entry points.
+
+    :func:`as_couplings` (lists accepted, half floats upcast), then refuses
+    NaN/Inf blocks and couplings whose largest entry is subnormal in their dtype.
+
+    Raises:
+      TypeError: not couplings. CouplingsError (a ValueError): the message names the block.
+    """
+    c = as_couplings(c, where=where)
+    if any(isinstance(w, jax.core.Tracer) for w in c.weights):
+        return c
+    bad = nonfinite_blocks(c)
+    if bad:
+        raise CouplingsError(
+            f"{where}: W^({bad[0]}) contains NaN or Inf entries (blocks {bad}); the couplings are "
+            "corrupt — build them with tapjax.couplings(...) to validate, or load another checkpoint")
+    tiny = float(jnp.finfo(c.dtype).tiny)
+    # on the host: XLA:CPU flushes subnormals to zero, so a device max would read 0
+    m = max(float(np.max(np.abs(np.asarray(w)))) if w.size else 0.0 for w in c.weights)
+    if 0.0 < m < tiny:
+        raise CouplingsError(
+            f"{where}: the largest coupling |w| = {m:.3g} is subnormal in {jnp.dtype(c.dtype).name} "
+            f"(below {tiny:.3g}), so the solvers flush it to zero; cast the couplings to float64 "
+            "(c.astype(jnp.float64) under jax.enable_x64)")
+    return c
+
+
 def random_couplings(key: jax.Array, sizes: Sequence[int], scale: float | Sequence[float] = 2.0,
                      dtype=jnp.float32) -> LayeredCouplings:
     r"""MSK ensemble draw: :math:`W^{(k)}_{ij} \sim \mathcal N(0, C_k/N_{k-1})` (section 2).
@@ -257,5 +298,6 @@ def energy(c: LayeredCouplings, spins: Sequence[jax.Array]) -> jax.Array:
     return e
 
 
-__all__ = ["LayeredCouplings", "all_finite", "as_couplings", "bond_matvec", "coupling_scale", "couplings",
-           "dense_bond_matrix", "energy", "join_layers", "nonfinite_blocks", "random_couplings", "row_square_sums", "split_layers"]
+__all__ = ["LayeredCouplings", "all_finite", "as_couplings", "bond_matvec", "check_couplings",
+           "coupling_scale", "couplings", "dense_bond_matrix", "energy", "join_layers",
+           "nonfinite_blocks", "normalized", "random_couplings", "row_square_sums", "split_layers"]

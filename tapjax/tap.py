@@ -44,47 +44,9 @@ import numpy as np
 from tapjax import linalg
 from tapjax.errors import CouplingsError, NoCrossingError
 from tapjax.linalg import Backend, golden_min, lanczos_tridiagonal  # noqa: F401  (re-exported)
-from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, bond_matvec, coupling_scale,
-                               dense_bond_matrix, join_layers, nonfinite_blocks,
+from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, bond_matvec,  # noqa: F401
+                               check_couplings, dense_bond_matrix, join_layers, normalized,
                                row_square_sums, split_layers)
-
-
-def normalized(c: LayeredCouplings, betas):
-    r"""``(c / s, s·betas)`` with s = :func:`~tapjax.spin_model.coupling_scale` (a power of two).
-
-    :math:`I - M(\beta; c) = I - M(s\beta; c/s)` exactly (eqs. 23–25), so any function of the
-    TAP matrix can be evaluated on the normalized pair; trace-safe.
-    """
-    s = coupling_scale(c)
-    return LayeredCouplings(tuple(w / s for w in c.weights)), jnp.asarray(betas, c.dtype) * s
-
-
-def check_couplings(c, where: str) -> LayeredCouplings:
-    """Host-side input rule of the engine's float-returning entry points.
-
-    :func:`~tapjax.spin_model.as_couplings` (lists accepted, half floats upcast), then refuses
-    NaN/Inf blocks and couplings whose largest entry is subnormal in their dtype.
-
-    Raises:
-      TypeError: not couplings. CouplingsError (a ValueError): the message names the block.
-    """
-    c = as_couplings(c, where=where)
-    if any(isinstance(w, jax.core.Tracer) for w in c.weights):
-        return c
-    bad = nonfinite_blocks(c)
-    if bad:
-        raise CouplingsError(
-            f"{where}: W^({bad[0]}) contains NaN or Inf entries (blocks {bad}); the couplings are "
-            "corrupt — build them with tapjax.couplings(...) to validate, or load another checkpoint")
-    tiny = float(jnp.finfo(c.dtype).tiny)
-    # on the host: XLA:CPU flushes subnormals to zero, so a device max would read 0
-    m = max(float(np.max(np.abs(np.asarray(w)))) if w.size else 0.0 for w in c.weights)
-    if 0.0 < m < tiny:
-        raise CouplingsError(
-            f"{where}: the largest coupling |w| = {m:.3g} is subnormal in {jnp.dtype(c.dtype).name} "
-            f"(below {tiny:.3g}), so the solvers flush it to zero; cast the couplings to float64 "
-            "(c.astype(jnp.float64) under jax.enable_x64)")
-    return c
 
 
 def tap_matrix(c: LayeredCouplings, beta) -> jax.Array:
