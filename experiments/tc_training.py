@@ -48,7 +48,8 @@ flags.DEFINE_string("figure", "docs/figures/tc_training.png", "Report figure (ph
 
 def base_config(epochs: int) -> TrainConfig:
     return TrainConfig(model=ModelConfig(kind="standard", widths=(512, 512, 512, 10)), lr=FLAGS.lr,
-                       epochs=epochs, dataset=FLAGS.dataset, schedule="log:8")
+                       epochs=epochs, dataset=FLAGS.dataset, schedule="log:4",
+                       first_epoch_levels=2)
 
 
 def measure_path() -> str:

@@ -197,7 +197,13 @@ def run_penalty_reference(cfg: TrainConfig) -> PenaltyReference:
     """The fixed λ*, β*, β_max of ``cfg.tc_penalty`` from this run's t = 0 net."""
     if cfg.tc_penalty is None:
         raise ValueError("run_penalty_reference: cfg.tc_penalty is None")
-    return penalty_reference(cfg.tc_penalty, weights_from_params(initial_params(cfg)))
+    return _penalty_reference(cfg.tc_penalty, initial_params(cfg))
+
+
+def _penalty_reference(penalty: TcPenalty, params0) -> PenaltyReference:
+    if penalty.target == "lambda_min":   # f = λ_min(β₀) needs no λ* (the t = 0 search is skipped)
+        return PenaltyReference(float("nan"), float(penalty.beta0), float("nan"))
+    return penalty_reference(penalty, weights_from_params(params0))
 
 
 def sgd_penalty_scan(loss_fn: Callable, tx: optax.GradientTransformation, penalty: TcPenalty,
@@ -516,8 +522,7 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
     key_init, key_shuffle = jax.random.split(jax.random.PRNGKey(cfg.seed))
     params = init_params(cfg.model, key_init)
     penalty = cfg.tc_penalty
-    reference = (penalty_reference(penalty, weights_from_params(params))
-                 if penalty is not None else None)
+    reference = None if penalty is None else _penalty_reference(penalty, params)
     tx = make_optimizer(cfg)
     opt_state = tx.init(params)
     step, history = 0, []
@@ -602,7 +607,8 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
                 row["train_loss_note"] = loss_note
             if penalty is not None:
                 row["penalty_f"] = f_last   # f at the last penalty step of the epoch's last chunk
-                row["penalty_threshold"] = reference.threshold
+                if penalty.target == "T_c":
+                    row["penalty_threshold"] = reference.threshold
                 row["penalty_skipped"] = pen_skipped
                 pen_skipped = 0
             history.append(row)

@@ -15,7 +15,7 @@ from tapjax.models import ModelConfig
 from tapjax.multirun import check_compatible
 from tapjax.tc_regularizer import (TcPenalty, choose_every_k, penalty_reference, penalty_target,
                                    penalty_value_and_grad)
-from tapjax.training import TrainConfig, config_fingerprint, run_penalty_reference, train
+from tapjax.training import TrainConfig, config_fingerprint, initial_params, train
 from tapjax.models import weights_from_params
 
 
@@ -153,8 +153,8 @@ def test_penalty_resume_is_bit_identical(tmp_path, tiny_data):
 
 def test_positive_alpha_lowers_lambda_min_over_a_short_run(tmp_path, tiny_data):
     """α·λ_min(β₀): α > 0 pushes λ_min(β₀) below the α = 0 run's, α < 0 above (20 steps)."""
-    ref = run_penalty_reference(_tiny_cfg(tc_penalty=TcPenalty(1.0, "lambda_min", beta0=1.0,
-                                                               backend="dense")))
+    ref = penalty_reference(TcPenalty(1.0, backend="dense", num_ref_betas=16),
+                            weights_from_params(initial_params(_tiny_cfg())))
     vals = {}
     for alpha in (-200.0, 0.0, 200.0):
         pen = TcPenalty(alpha, "lambda_min", beta0=ref.beta, every_k=2, backend="dense")
