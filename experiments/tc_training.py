@@ -31,7 +31,7 @@ from tapjax.tc_regularizer import TcPenalty, choose_every_k, penalty_reference, 
 from tapjax.training import (TrainConfig, epoch_batches, initial_params, make_chunk_fn, train)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("phase", "measure", ["measure", "train", "report"], "What to do.")
+flags.DEFINE_enum("phase", "measure", ["measure", "measure_tc", "train", "report"], "What to do.")
 flags.DEFINE_string("dataset", "embedded", "'embedded' or 'idx:DIR' (full MNIST).")
 flags.DEFINE_string("root", "/work/runs/tc_training", "Parent of the run directories.")
 flags.DEFINE_integer("epochs", 60, "Epochs per run.")
@@ -108,6 +108,35 @@ def measure(data) -> dict:
     return out
 
 
+def measure_tc(data) -> dict:
+    """Cost of one ∂T_c/∂W (IFT, ``--backend``) on the plain run's t = 1 checkpoint vs an SGD step."""
+    del data
+    hist = __import__("tapjax.checkpoints", fromlist=["load_run"]).load_run(run_dir(0.0, FLAGS.epochs))
+    i1 = int(np.argmin(np.abs(np.asarray(hist.t) - 1.0)))
+    w0 = [jnp.asarray(w) for w in hist.weights_at(0)]
+    w1 = [jnp.asarray(w) for w in hist.weights_at(i1)]
+    pen = TcPenalty(1.0, "T_c", every_k=1, backend=FLAGS.backend, num_ref_betas=24)
+    t = time.perf_counter()
+    ref = penalty_reference(pen, w0)
+    t_ref = time.perf_counter() - t
+    from tapjax.tc_regularizer import penalty_target  # pylint: disable=import-outside-toplevel
+    vg = jax.jit(jax.value_and_grad(lambda ws: penalty_target(pen, ref, ws)))
+    fv = jax.jit(lambda ws: penalty_target(pen, ref, ws))
+    out = {}
+    for _ in range(2):
+        t = time.perf_counter()
+        v, g = vg(w1)
+        jax.block_until_ready(g)
+        out["grad_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        fv(w1).block_until_ready()
+        out["value_s"] = time.perf_counter() - t
+    out.update(backend=FLAGS.backend, t=float(hist.t[i1]), T_c=float(v), reference_s=t_ref,
+               threshold=ref.threshold, beta_star=ref.beta,
+               grad_norm=float(np.sqrt(sum(float(jnp.sum(x ** 2)) for x in g))))
+    return out
+
+
 def run_dir(alpha_rel: float, epochs: int) -> str:
     tag = "plain" if alpha_rel == 0 else f"{FLAGS.target}_a{alpha_rel:+g}"
     return os.path.join(FLAGS.root, f"e{epochs}", tag)
@@ -119,6 +148,12 @@ def main(_):
         data = load_dataset(FLAGS.dataset)
         m = measure(data)
         with open(measure_path(), "w") as f:
+            json.dump(m, f, indent=1)
+        print(json.dumps(m, indent=1))
+        return
+    if FLAGS.phase == "measure_tc":
+        m = measure_tc(None)
+        with open(os.path.join(FLAGS.root, f"measure_tc_{FLAGS.backend}.json"), "w") as f:
             json.dump(m, f, indent=1)
         print(json.dumps(m, indent=1))
         return
