@@ -53,13 +53,15 @@ class SeriesRow(NamedTuple):
     Attributes:
       beta_c: first β with λ_min(I − M(β)) ≤ λ* (NaN when ``crossed`` is False).
       crossed: whether the scan found a crossing in ``(0, beta_max]``.
+      status: :class:`tapjax.recurrence.SearchStatus` code (0 = OK; β_c is NaN otherwise).
       num_tests: PD tests the search spent.
-      lambda_max_J: largest eigenvalue of the bond matrix J (Lanczos).
+      lambda_max_J: largest eigenvalue of the bond matrix J (dense for small N, else Lanczos).
       lambda_min_R: :math:`\\min_i \\sum_\\ell J_{i\\ell}^2`.
     """
 
     beta_c: jax.Array
     crossed: jax.Array
+    status: jax.Array
     num_tests: jax.Array
     lambda_max_J: jax.Array
     lambda_min_R: jax.Array
@@ -69,8 +71,9 @@ def series_quantities(c: LayeredCouplings, threshold, hint, *, beta_max: float, 
                       num_scan: int = 16, lanczos_iter: int = 120) -> SeriesRow:
     """The per-checkpoint program: critical-β search, λ_max(J), λ_min(R) (pure, traceable)."""
     r = recurrence.critical_beta_search(c, threshold, beta_max, rtol, hint, num_scan=num_scan)
-    lam = spectra.lambda_max_bond(c, "lanczos", num_iter=min(lanczos_iter, c.num_spins))
-    return SeriesRow(jnp.where(r.crossed, r.beta, jnp.nan), r.crossed, r.num_tests, lam,
+    lam = spectra.lambda_max_bond(c, "auto", num_iter=lanczos_iter)  # dense for small N
+    ok = r.crossed & (r.status == 0)
+    return SeriesRow(jnp.where(ok, r.beta, jnp.nan), r.crossed, r.status, r.num_tests, lam,
                      spectra.lambda_min_r(c))
 
 

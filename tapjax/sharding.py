@@ -134,7 +134,7 @@ def _crit_sharded(ws, thresholds, hints, beta_max, rtol, mesh, num_scan, max_ite
             w, t, h = args
             r = recurrence.critical_beta_search(LayeredCouplings(tuple(w)), t, beta_max, rtol, h,
                                                 num_scan=num_scan, max_iter=max_iter, method=method)
-            return jnp.where(r.crossed, r.beta, jnp.nan)
+            return jnp.where(r.crossed & (r.status == 0), r.beta, jnp.nan)  # MAX_ITER etc.: no value
 
         return jax.lax.map(one, (tuple(ws), thr, hints))
 
@@ -166,7 +166,8 @@ def sharded_critical_betas(stacked: LayeredCouplings | Sequence, threshold, beta
       mesh: 1-D mesh (default :func:`device_mesh`).
 
     Returns:
-      ``(T,)`` numpy β_c; NaN where λ_min never reaches the threshold on ``(0, beta_max]``.
+      ``(T,)`` numpy β_c; NaN where λ_min never reaches the threshold on ``(0, beta_max]`` or
+      the search did not converge (any :class:`~tapjax.recurrence.SearchStatus` but ``OK``).
     """
     mesh = device_mesh() if mesh is None else mesh
     ws = _host_weights(stacked)

@@ -75,9 +75,9 @@ def test_two_processes_match_one_process_bitwise(tmp_path):
     assert one["devices"] == 1 and all(d["devices"] == 4 and d["processes"] == 2 for d in two)
     # each process read only its own checkpoints: 7 items on 4 devices -> rows 0-3 and 4-6
     assert two[0]["rows"] == [0, 1, 2, 3] and two[1]["rows"] == [4, 5, 6]
-    assert all(one["crossed"])
+    assert all(one["crossed"]) and not any(one["status"])
     for d in two:
-        for k in ("beta_c", "crossed", "num_tests", "lambda_max_J", "lambda_min_R"):
+        for k in ("beta_c", "crossed", "status", "num_tests", "lambda_max_J", "lambda_min_R"):
             assert d[k] == one[k], k
     # the checkpoints are the t=0 net scaled by a: beta_c(a) = beta_c(1) / a (to the search rtol)
     a = 1.0 + 0.08 * np.arange(7)
