@@ -9,7 +9,8 @@ replica overlaps) and ``sgtrain`` (spin-glass layer training) sit on top.
 import importlib
 
 from tapjax import analysis, checkpoints, data, msk, recurrence, spectra, spin_model, tap
-from tapjax.analysis import Analysis, analyze, analyze_run, load_analysis, save_analysis
+from tapjax.analysis import (Analysis, analyze, analyze_run, load_analysis, read_analysis,
+                             save_analysis)
 from tapjax.checkpoints import CheckpointError, RunHistory, load_checkpoint, load_run
 from tapjax.data import DataError, Dataset, load_dataset
 from tapjax.recurrence import (critical_beta, critical_beta_bisect, critical_beta_search, inertia,
@@ -26,7 +27,8 @@ _LAZY_MODULES = ("binarize", "conv", "distributed", "errors", "fits", "linalg", 
                  "overlap", "pytrees", "reference", "sgtrain", "sharding", "sources", "spacing", "training")
 # Names loaded with their module on first use: name -> module.
 _LAZY_NAMES = {"load_series": "sources", "load_network": "sources", "SourceError": "sources",
-               "Reference": "reference", "MLP": "models", "ModelConfig": "models",
+               "Reference": "reference", "ReferenceResult": "reference",
+               "ReferenceRangeError": "reference", "MLP": "models", "ModelConfig": "models",
                "weights_from_params": "models", "TrainConfig": "training", "train": "training",
                "WorkdirLock": "locking", "WorkdirBusyError": "locking",
                "ConvergenceError": "errors", "CouplingsError": "errors",

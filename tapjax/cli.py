@@ -63,8 +63,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     os.makedirs(out, exist_ok=True)
     written = list(analysis.save_analysis(a, os.path.join(out, "analysis")))
     png = os.path.join(out, "T_c.png")
-    a.plot(png)
-    written.append(png)
+    try:
+        a.plot(png)
+        written.append(png)
+    except ValueError as e:  # nothing finite to draw (every row without a crossing): say so
+        print(f"tapjax analyze: no plot: {e}", file=sys.stderr)
     print(a.summary())
     print("\nwritten: " + ", ".join(written))
     return 0

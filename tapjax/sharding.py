@@ -233,27 +233,35 @@ def batch_critical_betas(runs: Sequence, *, beta_max: float | None = None, num_b
     Args:
       runs: run directories or loaded :class:`tapjax.checkpoints.RunHistory` objects; all must
         have the same layer sizes.
-      beta_max: top of the β range (default twice the analytic MSK β_c of the sizes).
+      beta_max: top of the β range (default: the largest over the runs of twice the MSK β_c of
+        eq. 15 with each layer's *measured* C_k = N_{k−1}·Var(W_k) at t = 0,
+        :func:`tapjax.reference.beta_range`). A t = 0 minimum on the range's last grid point
+        raises :class:`tapjax.reference.ReferenceRangeError`.
 
     Returns:
       One dict per run: ``t``, ``val_error``, ``beta_c``, ``T_c`` (numpy arrays), ``threshold``.
     """
-    from tapjax import checkpoints as ckpt, msk  # pylint: disable=import-outside-toplevel
+    from tapjax import checkpoints as ckpt, reference  # pylint: disable=import-outside-toplevel
     hists = [ckpt.load_run(r) if isinstance(r, str) else r for r in runs]
     if not hists:
         raise ValueError("no runs given")
-    sizes = [couplings(h.weights_at(0), check_finite=False).sizes for h in hists]
+    c0s = [couplings(h.weights_at(0), check_finite=False) for h in hists]
+    sizes = [c.sizes for c in c0s]
     if any(s != sizes[0] for s in sizes):
         raise ValueError(f"runs have different layer sizes {sorted(set(sizes))}; batch one architecture at a time")
     np_dtype = np.dtype(jnp.dtype(dtype).name)
-    if beta_max is None:
-        scale = float(hists[0].config.get("model", {}).get("init_scale", 2.0)) if hists[0].config else 2.0
-        beta_max = 2.0 * msk.critical_beta(sizes[0], scale)
+    if beta_max is None:  # from the weights (measured C_k, eq. 15), never an assumed init scale
+        beta_max = max(reference.beta_range(c)[0] for c in c0s)
     betas = np.linspace(0.0, beta_max, num_betas + 1)[1:]
     L = len(hists[0].weights)
     first = tuple(np.stack([h.weights[k][0] for h in hists]).astype(np_dtype) for k in range(L))
     ref = sharded_curves(first, betas, backend, mesh=mesh, num_iter=lanczos_iter)
     lam_star, beta_star = ref.min(axis=1), betas[np.argmin(ref, axis=1)]
+    for h, i in zip(hists, np.argmin(ref, axis=1)):
+        if i == len(betas) - 1:
+            raise reference.ReferenceRangeError(
+                f"{h.paths[0] if h.paths else 'run'}: the t = 0 minimum of λ_min(I − M(β)) is on the "
+                f"last grid point β = {betas[-1]:.6g}; pass a larger beta_max")
     counts = [len(h) for h in hists]
     allw = tuple(np.concatenate([h.weights[k] for h in hists]).astype(np_dtype) for k in range(L))
     thr = np.repeat(lam_star, counts)

@@ -94,14 +94,15 @@ def test_batch_critical_betas_matches_per_run_search(history):
     """The batch mode (all runs' checkpoints in one sharded program, each with its run's own λ*
     and β*) gives what the plain root search gives per checkpoint with that λ* and hint."""
     import dataclasses as dc
-    from tapjax import msk, recurrence, sharding, tap
+    from tapjax import recurrence, reference, sharding, tap
     from tapjax.spin_model import couplings
     half = dc.replace(history, weights=tuple(w * np.float32(0.9) for w in history.weights))
     out = sharding.batch_critical_betas([history, half], num_betas=64, backend="dense")
     assert len(out) == 2
     for h, o in zip((history, half), out):
         c0 = couplings(h.weights_at(0))
-        beta_max = 2.0 * msk.critical_beta(c0.sizes, 2.0)  # the batch mode's default range
+        # the batch mode's default range: the largest measured-C range of the runs (eq. 15)
+        beta_max = max(reference.beta_range(couplings(r.weights_at(0)))[0] for r in (history, half))
         betas = np.linspace(0.0, beta_max, 65)[1:]
         curve = np.asarray(tap.least_eigenvalue(c0, betas, "dense"))
         assert o["threshold"] == pytest.approx(float(curve.min()), abs=1e-6)
