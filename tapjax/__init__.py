@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 # Loaded on first use (``tapjax.sharding`` …), so ``import tapjax`` does not pay for them.
 # The training side (Flax, optax) is loaded on first use too: the physics needs neither.
-_LAZY_MODULES = ("binarize", "conv", "distributed", "errors", "fits", "linalg", "locking", "losses", "models", "multirun",
+_LAZY_MODULES = ("binarize", "conv", "distributed", "errors", "fits", "levels", "linalg", "locking", "losses", "models", "multirun",
                  "overlap", "pytrees", "reference", "sgtrain", "sharding", "sources", "spacing", "training")
 # Names loaded with their module on first use: name -> module.
 _LAZY_NAMES = {"load_series": "sources", "load_network": "sources", "SourceError": "sources",
@@ -33,7 +33,9 @@ _LAZY_NAMES = {"load_series": "sources", "load_network": "sources", "SourceError
                "WorkdirLock": "locking", "WorkdirBusyError": "locking",
                "ConvergenceError": "errors", "CouplingsError": "errors",
                "SearchStatus": "recurrence", "as_couplings": "spin_model",
-               "coupling_scale": "spin_model"}
+               "coupling_scale": "spin_model", "level_spacing": "levels",
+               "lowest_eigenvalues": "levels", "critical_beta_smooth": "levels",
+               "smooth_margin": "levels"}
 
 
 def __getattr__(name):

@@ -61,7 +61,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                          level_spacing=False if args.no_level_spacing else "auto")
     out = args.out or _default_out(args.path)
     os.makedirs(out, exist_ok=True)
-    written = list(analysis.save_analysis(a, os.path.join(out, "analysis")))
+    prefix = os.path.join(out, "analysis")
+    analysis.save_analysis(a, prefix)
+    written = [p for p in analysis.table_paths(prefix).values() if os.path.exists(p)]
     png = os.path.join(out, "T_c.png")
     try:
         a.plot(png)
