@@ -42,9 +42,12 @@ Backend = Literal["dense", "lanczos", "auto"]
 memory O(N²), time O(N³)), ``"lanczos"`` (matrix-free Krylov, memory O(#weights + mN)),
 ``"auto"`` (dense for N ≤ :data:`DENSE_MAX_SPINS`, else Lanczos)."""
 
-RootMethod = Literal["secant", "bisect"]
+RootMethod = Literal["secant", "bisect", "smooth"]
 """Refinement of a bracketed crossing: ``"secant"`` (safeguarded Illinois regula falsi on a
-continuous margin) or ``"bisect"`` (bisection on a sign test)."""
+continuous margin), ``"bisect"`` (bisection on a sign test) or ``"smooth"`` (the secant on the
+smooth margin λ_min − λ* from inverse iterations with the PD test's own factors,
+:func:`tapjax.levels.critical_beta_smooth`: about half the PD tests on deep chains, each
+dearer, so no faster on CPU)."""
 
 DENSE_MAX_SPINS = 2048
 """``backend="auto"`` diagonalizes densely up to this many spins (a 2048² float32 matrix is

@@ -289,7 +289,8 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
         threshold: λ*; beta_max: scan range; rtol: relative precision;
         hint: an extra scan point (scalar; NaN or out of range = none) or None.
       num_scan: scan points; max_iter: cap on refinement tests; method: a
-        :data:`tapjax.linalg.RootMethod` (``"secant"`` or ``"bisect"``).
+        :data:`tapjax.linalg.RootMethod` (``"secant"``, ``"bisect"`` or ``"smooth"``, which
+        delegates to :func:`tapjax.levels.critical_beta_smooth`).
 
     Returns:
       :class:`CriticalBeta` of arrays (usable under ``jit`` and ``lax.map``). NaN/Inf couplings
@@ -297,6 +298,10 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     """
     linalg.check_root_method(method)
     c = as_couplings(c, where="critical_beta_search")
+    if method == "smooth":  # the same contract, on the smooth margin (tapjax.levels)
+        from tapjax.levels import critical_beta_smooth  # pylint: disable=import-outside-toplevel
+        return critical_beta_smooth(c, threshold, beta_max, rtol, hint, num_scan=num_scan,
+                                    max_iter=max_iter)
     dtype = c.dtype
     finite = all_finite(c)
     scale = coupling_scale(c)

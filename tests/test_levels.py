@@ -132,6 +132,9 @@ def test_critical_beta_smooth_brackets_bisection(x64):
         assert lo_hi[0] > thr >= lo_hi[1]
         assert int(sm.num_tests) < int(se.num_tests)
         assert int(sm.status) == int(recurrence.SearchStatus.OK)
+        # the one search path: method="smooth" of critical_beta_search is this search
+        via = recurrence.critical_beta_search(c, thr, bmax, 1e-6, method="smooth")
+        assert float(via.beta) == float(sm.beta) and int(via.num_tests) == int(sm.num_tests)
     # no crossing below beta_max: crossed is False
     r = levels.critical_beta_smooth(c, thr, 0.2 * bmax)
     assert not bool(r.crossed) and int(r.status) == int(recurrence.SearchStatus.NO_CROSSING)
