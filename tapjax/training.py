@@ -589,8 +589,9 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
                     f"tc_penalty: f = {penalty.target} is not finite at step {lo + int(bad[0])} (no "
                     f"crossing in (0, {reference.beta_max:g}] or a degenerate λ_min); raise "
                     "tc_penalty.beta_max_factor, lower |alpha|, or use target='lambda_min'")
-            if on.any():
-                f_last = float(fs[on][-1])
+            good = on & np.isfinite(fs)
+            if good.any():   # last finite f (JSON has no NaN that compares equal on resume)
+                f_last = float(fs[good][-1])
         losses = np.asarray(losses)
         if not np.all(np.isfinite(losses)):
             raise FloatingPointError(f"training diverged (non-finite loss) between steps {lo} and {hi}; "
@@ -606,7 +607,7 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
             if loss_note is not None:
                 row["train_loss_note"] = loss_note
             if penalty is not None:
-                row["penalty_f"] = f_last   # f at the last penalty step of the epoch's last chunk
+                row["penalty_f"] = f_last   # f at the last (finite) penalty step of the epoch's last chunk
                 if penalty.target == "T_c":
                     row["penalty_threshold"] = reference.threshold
                 row["penalty_skipped"] = pen_skipped

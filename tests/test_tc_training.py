@@ -162,3 +162,16 @@ def test_positive_alpha_lowers_lambda_min_over_a_short_run(tmp_path, tiny_data):
                   progress=False)
         vals[alpha] = float(penalty_target(pen, ref, weights_from_params(r.params)))
     assert vals[200.0] < vals[0.0] < vals[-200.0], vals
+
+
+def test_tc_target_trains_from_t0_with_skip_flag(tmp_path, tiny_data):
+    """The T_c penalty runs inside the jitted scan; tangential (NaN) steps at t = 0 are counted."""
+    pen = TcPenalty(-1.0, "T_c", every_k=5, backend="dense", num_ref_betas=16, skip_nonfinite=True)
+    cfg = _tiny_cfg(epochs=1, tc_penalty=pen)
+    r = train(cfg, tiny_data, str(tmp_path / "tc"), progress=False)
+    row = r.history[-1]
+    assert 0 <= row["penalty_skipped"] <= 2
+    assert row["penalty_threshold"] == pytest.approx(penalty_reference(
+        pen, weights_from_params(initial_params(cfg))).threshold)
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(r.params))
+    assert row["penalty_f"] is None or np.isfinite(row["penalty_f"])
