@@ -198,7 +198,8 @@ def report():
                      "penalty_f_final": hist[-1].get("penalty_f") if hist else None,
                      "penalty_skipped": sum(h.get("penalty_skipped", 0) for h in hist),
                      "t": an.t.tolist(), "T_c": an.T_c.tolist(), "lambda_max_J": an.lambda_max_J.tolist(),
-                     "val_error_t": an.val_error.tolist()})
+                     "val_error_t": an.val_error.tolist(),
+                     "crossing": [str(c) for c in an._col("crossing")]})
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
     with open(FLAGS.out, "w") as f:
         json.dump({"measure": m, "epochs_planned": FLAGS.epochs, "runs": rows}, f, indent=1)
