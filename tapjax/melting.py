@@ -288,18 +288,29 @@ def _eigenpair_recurrence(c: LayeredCouplings, beta, shift, num_iter: int, num_v
     At β_c the first crossing makes λ_min the eigenvalue nearest λ* (all others lie above it),
     and ``(1 − λ*) I − M`` is singular to the search's precision, so a few sweeps converge.
     """
-    f = _factorize(c, beta, shift)
+    # β_c is the first non-PD end of the search bracket, so λ_min sits a hair below λ*; shifting
+    # by δ below keeps the leading pivots D_0..D_{L-1} positive definite (interlacing) while
+    # λ_min stays the nearest eigenvalue (convergence factor ≈ δ / gap per sweep).
+    eps = jnp.finfo(c.dtype).eps
+    f = _factorize(c, beta, shift - 1e3 * eps * (1.0 + jnp.abs(shift)))
+    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(f)]))
     r = join_layers(row_square_sums(c))
-    X = jax.random.normal(jax.random.PRNGKey(seed), (c.num_spins, num_vectors), c.dtype)
-    X = jnp.linalg.qr(X)[0]
-    for _ in range(num_iter):
-        X = join_layers(_ldl_solve(c, beta, f, split_layers(c, X)))
+
+    def inverse_iteration(_):
+        X = jax.random.normal(jax.random.PRNGKey(seed), (c.num_spins, num_vectors), c.dtype)
         X = jnp.linalg.qr(X)[0]
-    AX = tap.tap_matvec(c, beta, X, r)
-    theta, S = jnp.linalg.eigh(X.T @ AX)        # Rayleigh–Ritz on the block
-    x = X @ S[:, 0]
-    ax = AX @ S[:, 0]
-    return LeastEigenpair(theta[0], x, theta[1] - theta[0], jnp.linalg.norm(ax - theta[0] * x))
+        for _ in range(num_iter):
+            X = join_layers(_ldl_solve(c, beta, f, split_layers(c, X)))
+            X = jnp.linalg.qr(X)[0]
+        AX = tap.tap_matvec(c, beta, X, r)
+        theta, S = jnp.linalg.eigh(X.T @ AX)        # Rayleigh–Ritz on the block
+        x = X @ S[:, 0]
+        ax = AX @ S[:, 0]
+        return LeastEigenpair(theta[0], x, theta[1] - theta[0], jnp.linalg.norm(ax - theta[0] * x))
+
+    # an earlier pivot that is not PD in floating point (long float32 chains): Lanczos instead
+    return jax.lax.cond(ok, inverse_iteration,
+                        lambda _: _eigenpair_lanczos(c, beta, 160, seed), None)
 
 
 def _solve(opts: EigenOptions, c: LayeredCouplings, beta, shift=None) -> LeastEigenpair:
