@@ -48,3 +48,17 @@ def test_bad_inputs_exit_2_with_the_file_named(tmp_path):
     bad.write_text("hello")
     r = _run(["analyze", str(bad)], cwd=tmp_path, cache=tmp_path / "c")
     assert r.returncode == 2 and "notes.txt" in r.stderr
+
+
+def test_every_subpackage_is_installed():
+    """pyproject lists packages explicitly (experiments/ is mapped to tapjax.paper): a new
+    subpackage that is not listed would be missing from a non-editable install."""
+    import tomllib
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        cfg = tomllib.load(f)["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    found = {os.path.relpath(d, root).replace(os.sep, ".") for d, _, files in os.walk(os.path.join(root, "tapjax"))
+             if "__init__.py" in files}
+    assert found | {"tapjax.paper"} == listed
+    assert cfg["package-dir"]["tapjax.paper"] == "experiments"
