@@ -45,7 +45,13 @@ Eigenvector backends (``backend``):
   * ``"recurrence"`` (β_c only): inverse subspace iteration with the block :math:`LDL^\top`
     factors of the recurrence (eqs. 26–27) at the shift :math:`\lambda^*`, where
     :math:`A - \lambda^* I` is singular at β_c by construction — the null vector costs about one
-    more recurrence step; :math:`O(L n^2)` memory for the stored Cholesky factors.
+    more recurrence step; :math:`O(L n^2)` memory for the stored inverse Cholesky factors. The
+    shift is put δ = 10³·eps·(1 + |λ*|) below λ* so that the leading pivots stay positive
+    definite at the (non-PD) upper end of the search bracket; should one still fail, Lanczos is
+    used instead (``lax.cond``).
+
+Traced calls cannot reject non-finite weights (that needs concrete arrays); NaN/Inf weights give
+a NaN T_c / λ_min, never a number.
 
 The log-determinant (eq. 27) is differentiated by reverse-mode autodiff through
 :func:`tapjax.recurrence.logdet` (exact: the same ``lax.scan`` of eigh pivots; it stores every
