@@ -50,10 +50,20 @@ import numpy as np
 from tapjax import checkpoints as ckpt
 from tapjax import recurrence, reference as ref_lib, spectra, tap
 from tapjax.reference import Reference, ReferenceResult
-from tapjax.spin_model import (LayeredCouplings, bond_matvec, couplings, join_layers,
-                               row_square_sums, split_layers)
+from tapjax import linalg
+from tapjax.recurrence import SearchStatus
+from tapjax.spin_model import (LayeredCouplings, bond_matvec, coupling_scale, couplings,
+                               dense_bond_matrix, join_layers, row_square_sums, split_layers)
 
-CROSSING_VALUES = ("yes", "reference", "near β*", "touch", "none ≤ β_max")
+CROSSING_VALUES = ("yes", "reference", "near β*", "touch", "none ≤ β_max", "not converged",
+                   "non-finite", "β range overflow")
+# root-search outcomes that give no β_c (β_c = T_c = NaN) and their crossing flags
+_STATUS_FLAGS = {SearchStatus.MAX_ITER: "not converged", SearchStatus.NONFINITE: "non-finite",
+                 SearchStatus.OUT_OF_RANGE: "β range overflow"}
+_STATUS_WHY = {SearchStatus.MAX_ITER: "max_iter refinement tests did not reach rtol; raise max_iter",
+               SearchStatus.NONFINITE: "the search's β is not representable in this dtype; use float64",
+               SearchStatus.OUT_OF_RANGE: ("no crossing below the largest β at which β²·Σw² is "
+                                           "representable, and β_max lies beyond it")}
 TABLE_COLUMNS = ("t", "step", "val_error", "beta_c", "T_c", "lambda_max_J", "lambda_min_R",
                  "level_spacing", "crossing", "closest_margin")
 LAYER_COLUMNS = ("t", "layer", "name", "n_in", "n_out", "sigma_max", "frobenius", "C",
@@ -237,32 +247,52 @@ def _lanczos_top(mv, n: int, dtype, num_iter: int):
     return ev[-1], x / jnp.linalg.norm(x)
 
 
-def _bond_program(num_iter: int, per_layer: bool = True):
+def _bond_program(num_iter: int, per_layer: bool = True, backend: str = "dense"):
     """(λ_max(J), layer shares, λ_min(R), σ_max, ‖W‖_F, C_k) of one snapshot; jitted over a chunk.
 
-    Without ``per_layer`` the σ_max Lanczos runs are skipped (σ_max is NaN).
+    Everything is computed on the normalized couplings ``W / s`` (:func:`coupling_scale`, a power
+    of two) and returned with ``s``; :func:`_bond_unscale` multiplies back in float64 on the host,
+    so weights of any finite magnitude give the exact scaled values (no overflow of Σ w²).
+    ``backend`` (:func:`tapjax.linalg.resolve_backend`'s ``"auto"`` rule, as in
+    :func:`tapjax.spectra.lambda_max_bond`): ``"dense"`` = ``eigh`` of J (exact; N ≤
+    ``DENSE_MAX_SPINS``), ``"lanczos"`` = Lanczos with breakdown handling (``num_iter`` steps).
+    Without ``per_layer`` σ_max is NaN (skipped).
     """
 
     def one(ws):
-        c = LayeredCouplings(tuple(ws))
-        mv = lambda v: join_layers(bond_matvec(c, split_layers(c, v)))
-        lam, x = _lanczos_top(mv, c.num_spins, c.dtype, min(num_iter, c.num_spins))
+        c0 = LayeredCouplings(tuple(ws))
+        s = coupling_scale(c0)
+        c = LayeredCouplings(tuple(w / s for w in c0.weights))
+        if backend == "dense":
+            ev, V = jnp.linalg.eigh(dense_bond_matrix(c))
+            lam, x = ev[-1], V[:, -1]
+        else:
+            mv = lambda v: join_layers(bond_matvec(c, split_layers(c, v)))
+            lam, x = _lanczos_top(mv, c.num_spins, c.dtype, min(num_iter, c.num_spins))
         share = jnp.stack([jnp.sum(p * p) for p in split_layers(c, x)])
         sig, fro, C = [], [], []
         for w in c.weights:
             a, b = w.shape
             small = min(a, b)
-            g = (lambda v, w=w: w @ (w.T @ v)) if a <= b else (lambda v, w=w: w.T @ (w @ v))
             if per_layer:
-                s2, _ = _lanczos_top(g, small, w.dtype, min(num_iter, small))
-                sig.append(jnp.sqrt(jnp.maximum(s2, 0.0)))
+                g = w @ w.T if a <= b else w.T @ w          # (small, small) Gram matrix
+                sig.append(jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(g)[-1], 0.0)))
             else:
                 sig.append(jnp.full((), jnp.nan, w.dtype))
             fro.append(jnp.sqrt(jnp.sum(w * w)))
             C.append(a * jnp.var(w))
-        return lam, share, jnp.min(join_layers(row_square_sums(c))), jnp.stack(sig), jnp.stack(fro), jnp.stack(C)
+        return (lam, share, jnp.min(join_layers(row_square_sums(c))), jnp.stack(sig), jnp.stack(fro),
+                jnp.stack(C), s)
 
     return one
+
+
+def _bond_unscale(lam, share, lmin_r, sig, fro, C, s):
+    """Host float64: λ_max = s·λ̂, λ_min(R) = s²·r̂, σ_max = s·σ̂, ‖W‖_F = s·‖Ŵ‖, C_k = s²·Ĉ_k."""
+    s = np.asarray(s, np.float64)
+    f = lambda v: np.asarray(v, np.float64)
+    return (f(lam) * s, f(share), f(lmin_r) * s * s, f(sig) * s[:, None], f(fro) * s[:, None],
+            f(C) * (s * s)[:, None])
 
 
 @jax.jit
@@ -272,9 +302,9 @@ def _chunk_spectra(ws, betas):
                        (tuple(ws), betas))
 
 
-@functools.partial(jax.jit, static_argnames=("num_iter", "per_layer"))
-def _chunk_bond(ws, num_iter: int, per_layer: bool = True):
-    return jax.lax.map(_bond_program(num_iter, per_layer), tuple(ws))
+@functools.partial(jax.jit, static_argnames=("num_iter", "per_layer", "backend"))
+def _chunk_bond(ws, num_iter: int, per_layer: bool = True, backend: str = "dense"):
+    return jax.lax.map(_bond_program(num_iter, per_layer, backend), tuple(ws))
 
 
 @functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
@@ -282,7 +312,7 @@ def _chunk_critical(ws, threshold, beta_max, rtol, hint, num_scan: int, max_iter
     def one(w):
         r = recurrence.critical_beta_search(LayeredCouplings(tuple(w)), threshold, beta_max, rtol, hint,
                                             num_scan=num_scan, max_iter=max_iter, method=method)
-        return r.beta, r.crossed, r.num_tests
+        return r.beta, r.crossed, r.num_tests, r.status
     return jax.lax.map(one, tuple(ws))
 
 
@@ -335,6 +365,15 @@ class _Phases:
         self.timings[name] = {"seconds": time.monotonic() - t_start, "first_chunk_s": first,
                               "chunks": len(starts), "batch_size": B}
         return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *outs)
+
+
+def _representable_beta(c: LayeredCouplings) -> float:
+    """Half the largest β at which the recurrence can evaluate β²·r (its ``beta_lim``), in the
+    units of ``c``: :math:`\tfrac12\sqrt{f_{\max}/(16(1 + \max\hat r))}/s`, ``s`` the coupling scale."""
+    s = float(coupling_scale(c))
+    r_hat = max(float(np.max(np.asarray(r, np.float64))) for r in
+                row_square_sums(LayeredCouplings(tuple(w / s for w in c.weights))))
+    return 0.5 * math.sqrt(float(jnp.finfo(c.dtype).max) / (16.0 * (1.0 + r_hat))) / s
 
 
 # --------------------------------------------------------------------------- the no-crossing rule
@@ -391,29 +430,41 @@ def _load(source, layout) -> ckpt.RunHistory:
     return sources.load_series(source, layout=layout)
 
 
-def _level_method(n_spins: int, level_spacing, level_method: str, dense_max_spins: int) -> tuple[str | None, str]:
+LevelMethod = Literal["auto", "dense", "levels", "slq", "inertia"]
+
+
+def _level_method(n_spins: int, level_spacing, level_method: str,
+                  dense_max_spins: int) -> tuple[str | None, str | None, str]:
+    """→ ``(path, levels_method, why)``: path ``"dense"`` (batched eigvalsh here), ``"levels"``
+    (:func:`tapjax.levels.level_spacing` with ``levels_method``) or None (skipped)."""
     if level_spacing is False:
-        return None, "level_spacing=False"
+        return None, None, "level_spacing=False"
     if level_method == "dense" or (level_method == "auto" and n_spins <= dense_max_spins):
-        return "dense", f"dense eigvalsh of I − M at β_c (N = {n_spins} ≤ {dense_max_spins})" \
-            if level_method == "auto" else "dense eigvalsh (requested)"
+        return "dense", None, (f"dense eigvalsh of I − M at β_c (N = {n_spins} ≤ dense_max_spins = "
+                               f"{dense_max_spins})" if level_method == "auto" else "dense eigvalsh (requested)")
     try:
         from tapjax import levels  # pylint: disable=import-outside-toplevel
         if not hasattr(levels, "level_spacing"):
             raise ImportError("tapjax.levels has no level_spacing(c, beta, method)")
     except ImportError:
         if level_spacing == "auto":
-            return None, (f"skipped: N = {n_spins} > dense_max_spins = {dense_max_spins} and "
-                          "tapjax.levels (dense-free level statistics) is not available")
+            return None, None, (f"skipped: N = {n_spins} > dense_max_spins = {dense_max_spins} and "
+                                "tapjax.levels (dense-free level statistics) is not available")
         raise ValueError(f"level spacing of N = {n_spins} spins: dense eigvalsh exceeds dense_max_spins = "
                          f"{dense_max_spins} and tapjax.levels is not available; raise dense_max_spins "
                          "or pass level_spacing='auto' to skip it")
-    return "levels", f"tapjax.levels.level_spacing (N = {n_spins} > {dense_max_spins})"
+    if level_method == "auto":
+        # above dense_max_spins dense is what the caller ruled out: the matrix-free estimator
+        return "levels", "slq", (f"tapjax.levels.level_spacing(method='slq') (auto: N = {n_spins} > "
+                                 f"dense_max_spins = {dense_max_spins}); s_typ rel. error "
+                                 f"{levels.S_TYP_REL_ERROR['slq']:.0%} (docs/levels.md)")
+    lm = "auto" if level_method == "levels" else level_method
+    return "levels", lm, f"tapjax.levels.level_spacing(method={lm!r}) (requested)"
 
 
 def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, layout=None,
             level_spacing: bool | Literal["auto"] = "auto",
-            level_method: Literal["auto", "dense", "levels"] = "auto",
+            level_method: LevelMethod = "auto",
             method: Literal["secant", "bisect", "grid"] = "secant", rtol: float = 1e-4,
             dtype=None, batch_size: int = 8, lanczos_iter: int = 120, num_scan: int = 16,
             max_iter: int = 60, per_layer: bool = True, curves: bool = False,
@@ -433,8 +484,12 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
       layout: ``"in_out"`` / ``"out_in"`` for raw array sources (passed to ``load_series``).
       level_spacing: s0/s_typ of I − M at β_c: True, False, or ``"auto"`` (skip, recorded in
         ``info``, when no method fits the size).
-      level_method: ``"dense"`` (eigvalsh per snapshot, under ``lax.map``), ``"levels"``
-        (:func:`tapjax.levels.level_spacing`) or ``"auto"`` (dense up to ``dense_max_spins``).
+      level_method: ``"dense"`` (eigvalsh per snapshot, under ``lax.map``); ``"levels"``
+        (:func:`tapjax.levels.level_spacing` with its own ``"auto"`` rule); ``"slq"`` /
+        ``"inertia"`` (that levels method: s0 exact to its residuals, s_typ within
+        ``levels.S_TYP_REL_ERROR``); ``"auto"``: dense up to ``dense_max_spins``, ``"slq"`` above.
+        The method of every row is in ``info["level_methods"]`` (and its error bounds in
+        ``info["level_errors"]``).
       method: β_c refinement: ``"secant"`` / ``"bisect"`` (:func:`tapjax.recurrence.critical_beta_search`)
         or ``"grid"`` (first crossing on the reference β grid, needs the curves).
       rtol: relative precision of β_c. dtype: float32 (default) or float64 (enable x64 first).
@@ -460,8 +515,8 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         raise ValueError(f"method={method!r}: use 'secant', 'bisect' or 'grid'")
     if level_spacing not in (True, False, "auto"):
         raise ValueError(f"level_spacing={level_spacing!r}: use True, False or 'auto'")
-    if level_method not in ("auto", "dense", "levels"):
-        raise ValueError(f"level_method={level_method!r}: use 'auto', 'dense' or 'levels'")
+    if level_method not in ("auto", "dense", "levels", "slq", "inertia"):
+        raise ValueError(f"level_method={level_method!r}: use 'auto', 'dense', 'levels', 'slq' or 'inertia'")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be ≥ 1")
     dtype = jnp.dtype(jnp.float32 if dtype is None else dtype)
@@ -532,22 +587,56 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     crossing = np.array(["yes"] * T, dtype=object)
     margin = np.full(T, np.nan)
     num_tests = np.zeros(T, int)
+    search_status = np.full(T, int(SearchStatus.OK))
     if method == "grid":
         hit = curve_arr <= thr
         bc = np.where(hit.any(1), betas[np.argmax(hit, 1)], np.nan)
         crossed = hit.any(1)
     else:
-        bc, crossed, num_tests = phases.run(
+        bc, crossed, num_tests, status = phases.run(
             "T_c", lambda *w: _chunk_critical(w, jnp.asarray(thr, dtype), jnp.asarray(beta_max, dtype),
                                               jnp.asarray(rtol, dtype), jnp.asarray(beta_star, dtype),
                                               num_scan, max_iter, method), ws, T, batch_size)
         bc = np.where(crossed, bc, np.nan).astype(float)
+        search_status = np.asarray(status, int)
     if touch_atol is None:
         touch_atol = max(float(rres.threshold_spread), 1e-4 if dtype == jnp.float32 else 1e-8)
     res_backend = rres.info.get("backend") or ("dense" if c_ref.num_spins <= 1024 else "lanczos")
+    search_errors: dict[str, str] = {}
+    w_ref_max = max(float(np.max(np.abs(np.asarray(w, np.float64)))) for w in c_ref.weights)
     for row, i in enumerate(idx):
+        st = SearchStatus(int(search_status[row]))
         if rres.kind == "init" and i == reference_index:
             bc[row], crossing[row] = beta_star, "reference"
+        elif st == SearchStatus.OUT_OF_RANGE and method != "grid":
+            # β_max lies beyond the largest β at which β²·Σw² is representable (huge weights):
+            # search again on (0, β_lim/2], every point of which the recurrence can evaluate, with
+            # the scale-equivariant hint β*·max|W_ref|/max|W| (M(β; sW) = M(sβ; W): the dip of a
+            # net s times larger lies at β*/s, far below the reference scan's first point)
+            c = couplings(tuple(w[row] for w in ws), name=name(i), dtype=dtype)
+            b_lim = _representable_beta(c)
+            if b_lim < beta_max:
+                ratio = w_ref_max / max(float(np.max(np.abs(w[row]))) for w in ws)
+                r = recurrence.critical_beta_search(c, thr, b_lim, rtol, beta_star * ratio,
+                                                    num_scan=num_scan, max_iter=max_iter, method=method)
+                st = SearchStatus(int(r.status))
+                search_status[row], num_tests[row] = int(st), int(r.num_tests)
+                search_errors[name(i)] = (f"OUT_OF_RANGE for β_max = {beta_max:.6g}; searched again on "
+                                          f"(0, {b_lim:.6g}] (β²·Σw² representable) with hint "
+                                          f"β*·{ratio:.3g}: {st.name}")
+                if st == SearchStatus.OK:
+                    bc[row], crossed[row] = float(r.beta), True
+                    continue
+            if st in _STATUS_FLAGS:
+                bc[row], crossing[row] = np.nan, _STATUS_FLAGS[st]
+                search_errors.setdefault(name(i), f"{st.name}: {_STATUS_WHY[st]}")
+            else:   # NO_CROSSING on the reduced range: the no-crossing rule
+                bc[row], crossing[row], margin[row] = resolve_no_crossing(
+                    c, thr, beta_star, res_backend, lanczos_iter, rtol, touch_atol)
+        elif st in _STATUS_FLAGS:
+            # the search gave no result: never a number (issue 12); the flag says why
+            bc[row], crossing[row] = np.nan, _STATUS_FLAGS[st]
+            search_errors[name(i)] = f"{st.name}: {_STATUS_WHY[st]}"
         elif not crossed[row]:
             c = couplings(tuple(w[row] for w in ws), name=name(i), dtype=dtype)
             bc[row], crossing[row], margin[row] = resolve_no_crossing(
@@ -557,20 +646,25 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
                                 "'near β*' (bisected), 'touch' (within touch_atol), else NaN")
 
     # ---- 4. λ_max(J) with its eigenvector, λ_min(R), per-layer σ_max / ‖W‖_F / C_k
-    lam_max, share, lmin_r, sig, fro, Ck = phases.run(
-        "λ_max", lambda *w: _chunk_bond(w, lanczos_iter, per_layer), ws, T, batch_size)
+    bond_backend = linalg.resolve_backend("auto", c_ref.num_spins)
+    lam_max, share, lmin_r, sig, fro, Ck = _bond_unscale(*phases.run(
+        "λ_max", lambda *w: _chunk_bond(w, lanczos_iter, per_layer, bond_backend), ws, T, batch_size))
 
     # ---- 5. level spacing s0/s_typ at β_c
-    lvl, why_lvl = _level_method(c_ref.num_spins, level_spacing or keep_spectra, level_method, dense_max_spins)
+    lvl, lvl_kind, why_lvl = _level_method(c_ref.num_spins, level_spacing or keep_spectra, level_method,
+                                           dense_max_spins)
     spacing = np.full(T, np.nan)
     tap_sp = None
     lvl_notes: dict[str, str] = {}
+    lvl_used: list[str | None] = [None] * T
+    lvl_err: list[dict | None] = [None] * T
     ok = np.isfinite(bc)
     if lvl == "dense" and ok.any():
         b_eval = np.where(ok, bc, beta_star).astype(np_dtype)
         ev = phases.run("spectra", lambda *a: _chunk_spectra(a[:-1], a[-1]), (*ws, b_eval), T, batch_size)
         ev = np.where(ok[:, None], ev, np.nan)
         for row in np.nonzero(ok)[0]:
+            lvl_used[row] = "dense"
             try:
                 spacing[row] = spectra.first_level_spacing(ev[row])
             except ValueError as e:
@@ -581,11 +675,20 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         t0 = time.monotonic()
         for row in np.nonzero(ok)[0]:
             c = couplings(tuple(w[row] for w in ws), name=name(idx[row]), dtype=dtype)
-            val, linfo = levels.level_spacing(c, float(bc[row]), method="auto")
+            sc = coupling_scale(c)   # I − M(β; W) = I − M(sβ; W/s): no overflow for huge weights
+            c = LayeredCouplings(tuple(w / sc for w in c.weights))
+            try:
+                val, linfo = levels.level_spacing(c, float(bc[row]) * float(sc), method=lvl_kind)
+            except (ValueError, ArithmeticError) as e:
+                lvl_notes[str(float(hist.t[idx[row]]))] = str(e)
+                continue
             spacing[row] = float(val)
-            if row == np.nonzero(ok)[0][0]:
-                why_lvl += f"; {linfo}"
-        phases.timings["spectra"] = {"seconds": time.monotonic() - t0}
+            lvl_used[row] = str(linfo["method"])
+            lvl_err[row] = {k: linfo.get(k) for k in ("s0", "s0_error", "s_typ", "s_typ_rel_error")}
+        phases.timings["spectra"] = {"seconds": time.monotonic() - t0, "chunks": int(ok.sum()), "batch_size": 1}
+    info["level_methods"] = lvl_used
+    if any(e is not None for e in lvl_err):
+        info["level_errors"] = lvl_err
     if keep_spectra and tap_sp is None:
         tap_sp = np.full((T, c_ref.num_spins), np.nan)
     bond_sp = None
@@ -595,13 +698,21 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     info["methods"] = {"critical_beta": f"recurrence.critical_beta_search ({method}, {num_scan}-point scan "
                                          f"+ hint β*, batch_size={batch_size})" if method != "grid"
                                          else "first crossing on the reference β grid",
-                       "lambda_max_J": f"Lanczos ({min(lanczos_iter, c_ref.num_spins)} iterations, full "
-                                       "reorthogonalization) on stacked couplings",
-                       "sigma_max": "Lanczos on W Wᵀ (or Wᵀ W)", "level_spacing": why_lvl,
+                       "lambda_max_J": (f"dense eigh of J (auto: N = {c_ref.num_spins} ≤ "
+                                        f"{linalg.DENSE_MAX_SPINS})" if bond_backend == "dense" else
+                                        f"Lanczos (auto: N = {c_ref.num_spins} > {linalg.DENSE_MAX_SPINS}; "
+                                        f"{min(lanczos_iter, c_ref.num_spins)} iterations, full "
+                                        "reorthogonalization, breakdown handling)")
+                                       + "; on W/s, s = coupling_scale, rescaled in float64",
+                       "sigma_max": "eigvalsh of the smaller Gram matrix W Wᵀ or Wᵀ W (exact)",
+                       "level_spacing": why_lvl,
                        "reference": rres.info.get("backend", "analytic")}
     if lvl_notes:
         info["level_spacing_errors"] = lvl_notes
     info["num_tests"] = np.asarray(num_tests).tolist()
+    info["search_status"] = [SearchStatus(int(v)).name for v in search_status]
+    if search_errors:
+        info["search_errors"] = search_errors
     info["errors"] = {str(float(hist.t[i])): f"no crossing: λ_min stays {margin[r]:.3g} above λ* near β*"
                       for r, i in enumerate(idx) if crossing[r] == "none ≤ β_max"}
     phases.timings["total"] = {"seconds": time.monotonic() - t_all}

@@ -269,3 +269,93 @@ def test_figures_single_run_mode(x64, tmp_path):
         figures.single_run_figures(str(tmp_path / "empty"), str(tmp_path / "figs2"))
     with pytest.raises(figures.NothingToDraw, match="no such file"):
         figures.single_run_figures(str(tmp_path / "missing"), str(tmp_path / "figs2"))
+
+
+# --------------------------------------------------------------------------- search outcomes, λ_max, scale
+def _series(ws_list, t=None):
+    from tapjax.checkpoints import RunHistory
+    T = len(ws_list)
+    ws = tuple(np.stack([np.asarray(w[k]) for w in ws_list]) for k in range(len(ws_list[0])))
+    return RunHistory(t=np.arange(T, dtype=float) if t is None else np.asarray(t, float), step=np.arange(T),
+                      train_loss=np.ones(T), val_error=np.ones(T), weights=ws, config={}, paths=(),
+                      info={"format": "test arrays"})
+
+
+def _dense_J(ws):
+    sizes = [ws[0].shape[0]] + [w.shape[1] for w in ws]
+    off = np.cumsum([0] + sizes)
+    J = np.zeros((off[-1], off[-1]))
+    for k, w in enumerate(ws):
+        J[off[k]:off[k + 1], off[k + 1]:off[k + 2]] = w
+    return J + J.T
+
+
+def test_lambda_max_dense_on_low_rank_784_16_16_10():
+    """784-16-16-10: J has rank ≤ 84 ≪ N = 826 (a Lanczos breakdown); auto → dense eigh, exact."""
+    import jax
+    from conftest import spiked
+    from tapjax.spin_model import random_couplings
+    c0 = random_couplings(jax.random.PRNGKey(3), (784, 16, 16, 10))
+    h = _series([c0.weights, spiked(c0, 3.0).weights])
+    a = analysis.analyze(h, "init", progress=False, level_spacing=False)
+    assert "dense eigh" in a.info["methods"]["lambda_max_J"]
+    for i in range(2):
+        ws = [np.asarray(w, np.float64) for w in h.weights_at(i)]
+        ev = np.linalg.eigvalsh(_dense_J(ws))
+        assert a.lambda_max_J[i] == pytest.approx(ev[-1], rel=1e-5)
+        for k, w in enumerate(ws, start=1):
+            assert a.layers.sigma_max[i, k] == pytest.approx(np.linalg.svd(w, compute_uv=False)[0], rel=1e-5)
+    assert np.all(np.isfinite(a.T_c))
+
+
+def test_huge_weights_give_the_scaled_values():
+    """One snapshot × 1e20 (float32: Σ w² ≈ 1e40 overflows): T_c, λ_max(J), λ_min(R), σ_max and C
+    are the exact scaled values of the unscaled snapshot (M(β; sW) = M(sβ; W)), or a flag."""
+    import jax
+    from conftest import spiked
+    from tapjax.spin_model import random_couplings
+    c0 = random_couplings(jax.random.PRNGKey(4), (30, 20, 20, 10))
+    c1 = spiked(c0, 3.0)
+    s = 1e20
+    h = _series([c0.weights, c1.weights, tuple(np.asarray(w) * np.float32(s) for w in c1.weights)])
+    a = analysis.analyze(h, "init", progress=False)
+    assert list(a.crossing) == ["reference", "yes", "yes"]
+    assert a.T_c[2] == pytest.approx(s * a.T_c[1], rel=2e-4)
+    assert a.lambda_max_J[2] == pytest.approx(s * a.lambda_max_J[1], rel=1e-5)
+    assert a.lambda_min_R[2] == pytest.approx(s * s * a.lambda_min_R[1], rel=1e-5)
+    np.testing.assert_allclose(a.layers.sigma_max[2, 1:], s * a.layers.sigma_max[1, 1:], rtol=1e-5)
+    np.testing.assert_allclose(a.layers.C[2, 1:], s * s * a.layers.C[1, 1:], rtol=1e-4)
+    assert a.level_spacing[2] == pytest.approx(a.level_spacing[1], rel=1e-2)
+
+
+def test_search_status_is_flagged_never_a_number(history):
+    """max_iter = 1: the refinement cannot reach rtol → β_c = NaN, crossing 'not converged'."""
+    a = analysis.analyze(history, "init", progress=False, max_iter=1, rtol=1e-6, per_layer=False)
+    assert a.crossing[0] == "reference"
+    assert set(a.crossing[1:]) == {"not converged"}
+    assert np.all(np.isnan(a.beta_c[1:])) and np.all(np.isnan(a.T_c[1:]))
+    assert np.all(np.isnan(a.level_spacing[1:]))
+    assert a.info["search_status"][1:] == ["MAX_ITER"] * 4
+    assert all(r["T_c"] is None and r["crossing"] == "not converged" for r in a.rows()[1:])
+    assert "MAX_ITER" in next(iter(a.info["search_errors"].values()))
+
+
+def test_level_spacing_above_dense_max_spins_uses_levels(history):
+    """N = 190 > a lowered dense_max_spins = 150: auto → tapjax.levels 'slq'; s0/s_typ agrees with
+    the dense value within levels' stated error (s_typ rel. error S_TYP_REL_ERROR['slq'] plus s0's
+    residual bound)."""
+    from tapjax import levels
+    kw = dict(progress=False, per_layer=False, indices=[0, 3])
+    d = analysis.analyze(history, "init", **kw)
+    a = analysis.analyze(history, "init", dense_max_spins=150, **kw)
+    assert d.info["level_methods"] == ["dense", "dense"]
+    assert a.info["level_methods"] == ["slq", "slq"] and "slq" in a.info["methods"]["level_spacing"]
+    np.testing.assert_array_equal(a.beta_c, d.beta_c)
+    tol = levels.S_TYP_REL_ERROR["slq"]
+    for i in range(2):
+        e = a.info["level_errors"][i]
+        assert e["s_typ_rel_error"] == tol
+        s0_rel = e["s0_error"] / e["s0"]                      # ≪ tol here
+        assert a.level_spacing[i] == pytest.approx(d.level_spacing[i], rel=tol / (1 - tol) + s0_rel + 1e-3)
+    with pytest.raises(ValueError, match="level_method"):
+        analysis.analyze(history, "init", level_method="lanczos", **kw)
