@@ -219,7 +219,8 @@ def paired_seed0(ww_analysis: dict, a: dict) -> dict:
 # ----------------------------------------------------------------------------- outputs
 
 
-def plot_kind(ww: dict, runs: list[tuple[str, dict, list | None]], path: str, title: str) -> None:
+def plot_kind(ww: dict, runs: list[tuple[str, dict, list | None]], path: str, title: str,
+              vline: float | None = None) -> None:
     """T_c(t), λ_max(J)(t), validation error: the Weston–Watkins seed band and the one-vs-rest run(s)."""
     from experiments.figures import _plt, error_curve  # pylint: disable=import-outside-toplevel,protected-access
     plt = _plt()
@@ -239,6 +240,8 @@ def plot_kind(ww: dict, runs: list[tuple[str, dict, list | None]], path: str, ti
                 ax.plot(te, e, "-", color=f"C{3 + j}", lw=1.2, label=lab_run)
             else:
                 ax.plot(a["t"], a[k], "o-", ms=2.5, color=f"C{3 + j}", lw=1.2, label=lab_run)
+        if vline is not None:
+            ax.axvline(vline, color="k", ls=":", lw=0.8)
         time_axis(ax)
         if k == "val_error":
             ax.set_yscale("log")
@@ -408,7 +411,9 @@ def main(argv):
         for kind, blk in doc["kinds"].items():
             p = os.path.join(FLAGS.figures, f"loss_reading_{kind}.png")
             plot_kind(blk["ww"], blk["_views"][-1:], p,
-                      f"{kind} lr 1e-4: Weston–Watkins seeds (band) vs one-vs-rest seed 0 ({blk['ovr'][-1]['label']})")
+                      f"{kind} lr 1e-4: Weston–Watkins seeds (band) vs one-vs-rest seed 0 ({blk['ovr'][-1]['label']})"
+                      + (f"; dotted: t = {FLAGS.equal_epochs:g}" if len(blk["ovr"]) > 1 else ""),
+                      vline=FLAGS.equal_epochs if len(blk["ovr"]) > 1 else None)
             paths.append(p)
     for blk in doc["kinds"].values():
         blk.pop("_views")
