@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 import numpy as np
 from absl import app, flags
@@ -355,7 +356,7 @@ def markdown(doc: dict) -> str:
 def build(flags_) -> dict:
     """Everything: the Weston–Watkins summaries, the one-vs-rest analyses and their comparison."""
     doc = {"command": "python -m experiments.loss_reading " + " ".join(
-        f"--{k}={getattr(flags_, k)}" for k in ("ww_standard", "ww_binarized", "ovr_standard", "ovr_binarized",
+        shlex.quote(f"--{k}={getattr(flags_, k)}") for k in ("ww_standard", "ww_binarized", "ovr_standard", "ovr_binarized",
                                                 "analysis_dir", "max_checkpoints", "equal_epochs", "t_min",
                                                 "bootstrap", "num_betas")),
            "note": "one-vs-rest: one seed (seed 0) per kind; judged against the Weston–Watkins seed spread", "kinds": {}}
