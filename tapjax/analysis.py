@@ -66,6 +66,8 @@ _STATUS_WHY = {SearchStatus.MAX_ITER: "max_iter refinement tests did not reach r
                                            "representable, and β_max lies beyond it")}
 TABLE_COLUMNS = ("t", "step", "val_error", "beta_c", "T_c", "lambda_max_J", "lambda_min_R",
                  "level_spacing", "crossing", "closest_margin")
+# optional per-row columns (present when computed: analyze(..., spacing_ratio=True))
+RATIO_COLUMNS = ("r_tap", "r_tap_low", "r_bond")
 LAYER_COLUMNS = ("t", "layer", "name", "n_in", "n_out", "sigma_max", "frobenius", "C",
                  "top_share")
 
@@ -131,6 +133,14 @@ class Analysis:
     step: np.ndarray | None = None
     reference: dict[str, Any] | None = None   # ReferenceResult.to_dict()
     layers: LayerTable | None = None
+    r_tap: np.ndarray | None = None           # (T,) ⟨r⟩ of the whole I − M spectrum at β_c
+    r_tap_low: np.ndarray | None = None       # (T,) ⟨r⟩ of its 50 lowest levels
+    r_bond: np.ndarray | None = None          # (T,) ⟨r⟩ of J's positive half (spacing.positive_levels)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The table's columns: :data:`TABLE_COLUMNS` plus the computed :data:`RATIO_COLUMNS`."""
+        return TABLE_COLUMNS + tuple(k for k in RATIO_COLUMNS if getattr(self, k) is not None)
 
     def _col(self, k: str) -> np.ndarray | None:
         v = getattr(self, k)
@@ -142,14 +152,14 @@ class Analysis:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per snapshot (JSON-ready; NaN → None)."""
-        cols = {k: self._col(k) for k in TABLE_COLUMNS}
-        return [{k: (str(cols[k][i]) if k == "crossing" else _num(cols[k][i])) for k in TABLE_COLUMNS}
+        cols = {k: self._col(k) for k in self.columns}
+        return [{k: (str(cols[k][i]) if k == "crossing" else _num(cols[k][i])) for k in self.columns}
                 for i in range(len(self.t))]
 
     def to_pandas(self):
         """The per-snapshot table as a :class:`pandas.DataFrame` (pandas imported here)."""
         pd = _pandas()
-        return pd.DataFrame({k: self._col(k) for k in TABLE_COLUMNS})
+        return pd.DataFrame({k: self._col(k) for k in self.columns})
 
     def layers_to_pandas(self):
         """The per-layer table (one row per snapshot × spin layer) as a DataFrame."""
@@ -247,7 +257,7 @@ def _lanczos_top(mv, n: int, dtype, num_iter: int):
     return ev[-1], x / jnp.linalg.norm(x)
 
 
-def _bond_program(num_iter: int, per_layer: bool = True, backend: str = "dense"):
+def _bond_program(num_iter: int, per_layer: bool = True, backend: str = "dense", with_spectrum: bool = False):
     """(λ_max(J), layer shares, λ_min(R), σ_max, ‖W‖_F, C_k) of one snapshot; jitted over a chunk.
 
     Everything is computed on the normalized couplings ``W / s`` (:func:`coupling_scale`, a power
@@ -256,7 +266,8 @@ def _bond_program(num_iter: int, per_layer: bool = True, backend: str = "dense")
     ``backend`` (:func:`tapjax.linalg.resolve_backend`'s ``"auto"`` rule, as in
     :func:`tapjax.spectra.lambda_max_bond`): ``"dense"`` = ``eigh`` of J (exact; N ≤
     ``DENSE_MAX_SPINS``), ``"lanczos"`` = Lanczos with breakdown handling (``num_iter`` steps).
-    Without ``per_layer`` σ_max is NaN (skipped).
+    Without ``per_layer`` σ_max is NaN (skipped). ``with_spectrum`` (dense only) appends J/s's
+    ascending spectrum ``(N,)``.
     """
 
     def one(ws):
@@ -281,8 +292,9 @@ def _bond_program(num_iter: int, per_layer: bool = True, backend: str = "dense")
                 sig.append(jnp.full((), jnp.nan, w.dtype))
             fro.append(jnp.sqrt(jnp.sum(w * w)))
             C.append(a * jnp.var(w))
-        return (lam, share, jnp.min(join_layers(row_square_sums(c))), jnp.stack(sig), jnp.stack(fro),
-                jnp.stack(C), s)
+        out = (lam, share, jnp.min(join_layers(row_square_sums(c))), jnp.stack(sig), jnp.stack(fro),
+               jnp.stack(C), s)
+        return out + (ev,) if with_spectrum and backend == "dense" else out
 
     return one
 
@@ -302,9 +314,9 @@ def _chunk_spectra(ws, betas):
                        (tuple(ws), betas))
 
 
-@functools.partial(jax.jit, static_argnames=("num_iter", "per_layer", "backend"))
-def _chunk_bond(ws, num_iter: int, per_layer: bool = True, backend: str = "dense"):
-    return jax.lax.map(_bond_program(num_iter, per_layer, backend), tuple(ws))
+@functools.partial(jax.jit, static_argnames=("num_iter", "per_layer", "backend", "with_spectrum"))
+def _chunk_bond(ws, num_iter: int, per_layer: bool = True, backend: str = "dense", with_spectrum: bool = False):
+    return jax.lax.map(_bond_program(num_iter, per_layer, backend, with_spectrum), tuple(ws))
 
 
 @functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
@@ -469,7 +481,7 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
             dtype=None, batch_size: int = 8, lanczos_iter: int = 120, num_scan: int = 16,
             max_iter: int = 60, per_layer: bool = True, curves: bool = False,
             keep_spectra: bool = False, indices: Sequence[int] | None = None,
-            touch_atol: float | None = None, dense_max_spins: int = 4096,
+            touch_atol: float | None = None, dense_max_spins: int = 4096, spacing_ratio: bool = False,
             reference_index: int = 0, progress: bool = True) -> Analysis:
     r"""Analyzes a network or a training series: per-snapshot T_c, spectra, and a per-layer table.
 
@@ -502,6 +514,12 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
       indices: analyze only these snapshots (the reference still comes from ``reference_index``).
       touch_atol: tolerance of the ``"touch"`` flag (default: module docstring).
       dense_max_spins: size limit of the dense level-spacing path.
+      spacing_ratio: add the ⟨r⟩ columns (issue 16): ``r_tap`` = ⟨r⟩ of the whole I − M
+        spectrum at β_c and ``r_tap_low`` = ⟨r⟩ of its 50 lowest levels
+        (:func:`tapjax.spacing.mean_spacing_ratio`, from the dense spectrum the level spacing
+        already computed: dense path only, else NaN), and ``r_bond`` = ⟨r⟩ of J's positive half
+        (:func:`tapjax.spacing.positive_levels`; where J's dense spectrum is computed anyway:
+        ``keep_spectra`` or the dense λ_max path, N ≤ ``linalg.DENSE_MAX_SPINS``).
       reference_index: the snapshot whose couplings define the reference.
       progress: tqdm bars per phase (reference, T_c, λ_max, spectra) on stderr.
 
@@ -647,8 +665,12 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
 
     # ---- 4. λ_max(J) with its eigenvector, λ_min(R), per-layer σ_max / ‖W‖_F / C_k
     bond_backend = linalg.resolve_backend("auto", c_ref.num_spins)
-    lam_max, share, lmin_r, sig, fro, Ck = _bond_unscale(*phases.run(
-        "λ_max", lambda *w: _chunk_bond(w, lanczos_iter, per_layer, bond_backend), ws, T, batch_size))
+    want_bond_ev = bool(spacing_ratio) and bond_backend == "dense" and not keep_spectra
+    bond_out = phases.run("λ_max", lambda *w: _chunk_bond(w, lanczos_iter, per_layer, bond_backend,
+                                                         want_bond_ev), ws, T, batch_size)
+    lam_max, share, lmin_r, sig, fro, Ck = _bond_unscale(*bond_out[:7])
+    bond_ev = np.asarray(bond_out[7], np.float64) * np.asarray(bond_out[6], np.float64)[:, None] \
+        if want_bond_ev else None
 
     # ---- 5. level spacing s0/s_typ at β_c
     lvl, lvl_kind, why_lvl = _level_method(c_ref.num_spins, level_spacing or keep_spectra, level_method,
@@ -689,12 +711,44 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     info["level_methods"] = lvl_used
     if any(e is not None for e in lvl_err):
         info["level_errors"] = lvl_err
+    r_cols: dict[str, np.ndarray] = {}
+    ratio_notes: dict[str, str] = {}
+    if spacing_ratio:
+        from tapjax import spacing as spacing_lib  # pylint: disable=import-outside-toplevel
+
+        def ratio(key, row, fn):
+            try:
+                return fn()
+            except ValueError as e:
+                ratio_notes[f"{key} {name(idx[row])}"] = str(e)
+                return np.nan
+        r_cols = {k: np.full(T, np.nan) for k in RATIO_COLUMNS}
+        if lvl == "dense":
+            for row in np.nonzero(ok)[0]:
+                r_cols["r_tap"][row] = ratio("r_tap", row, lambda: spacing_lib.mean_spacing_ratio(ev[row]).mean)
+                r_cols["r_tap_low"][row] = ratio(
+                    "r_tap_low", row, lambda: spacing_lib.mean_spacing_ratio(ev[row], min(50, ev.shape[1])).mean)
+        else:
+            ratio_notes["r_tap"] = "no dense I − M spectrum (level path: %s)" % (lvl or "skipped")
     if keep_spectra and tap_sp is None:
         tap_sp = np.full((T, c_ref.num_spins), np.nan)
     bond_sp = None
     if keep_spectra:
         bond_sp = np.stack([np.asarray(spectra.bond_spectrum(couplings(tuple(w[r] for w in ws))))
                             for r in range(T)])
+    if spacing_ratio:
+        jev = bond_sp if bond_sp is not None else bond_ev
+        if jev is None:
+            ratio_notes["r_bond"] = (f"J's dense spectrum is not computed (N = {c_ref.num_spins} > "
+                                     f"{linalg.DENSE_MAX_SPINS}, keep_spectra=False)")
+        else:
+            for row in range(T):
+                r_cols["r_bond"][row] = ratio(
+                    "r_bond", row, lambda: spacing_lib.mean_spacing_ratio(spacing_lib.positive_levels(jev[row])).mean)
+        info["spacing_ratio"] = {"r_tap": "spacing.mean_spacing_ratio(spectrum of I − M at β_c)",
+                                 "r_tap_low": "spacing.mean_spacing_ratio(that spectrum, k=50)",
+                                 "r_bond": "spacing.mean_spacing_ratio(spacing.positive_levels(spectrum of J))",
+                                 "notes": ratio_notes}
     info["methods"] = {"critical_beta": f"recurrence.critical_beta_search ({method}, {num_scan}-point scan "
                                          f"+ hint β*, batch_size={batch_size})" if method != "grid"
                                          else "first crossing on the reference β grid",
@@ -734,7 +788,7 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         betas=np.asarray(betas) if curves else None, curves=curve_arr if curves else None,
         tap_spectra=tap_sp, bond_spectra=bond_sp, info=info, crossing=np.asarray(crossing, str),
         closest_margin=margin, step=np.asarray(hist.step, float)[idx] if len(hist.step) == T_all else None,
-        reference=rres.to_dict(), layers=layers)
+        reference=rres.to_dict(), layers=layers, **r_cols)
 
 
 def analyze_run(run: str | ckpt.RunHistory, *, method: str = "recurrence", backend: str = "lanczos",
@@ -809,7 +863,7 @@ def save_analysis(a: Analysis, path_prefix: str) -> tuple[str, str]:
         "threshold": a.threshold, "analytic_beta_c": a.analytic_beta_c,
         "analytic_T_c": 1.0 / a.analytic_beta_c, "reference": a.reference, "info": a.info, "rows": rows}))
     ckpt.atomic_write_bytes(p["table_json"], (json.dumps(rows, indent=1, ensure_ascii=False) + "\n").encode())
-    ckpt.atomic_write_bytes(p["csv"], _csv(rows, TABLE_COLUMNS))
+    ckpt.atomic_write_bytes(p["csv"], _csv(rows, a.columns))
     if a.layers is not None:
         ckpt.atomic_write_bytes(p["layers_csv"], _csv(a.layers.records(a.t), LAYER_COLUMNS))
     return p["npz"], p["json"]
@@ -857,5 +911,5 @@ def read_analysis(path_prefix: str) -> Analysis:
                     layers=layers, **kw)
 
 
-__all__ = ["Analysis", "CROSSING_VALUES", "LayerTable", "analyze", "analyze_run", "load_analysis",
+__all__ = ["Analysis", "CROSSING_VALUES", "LayerTable", "RATIO_COLUMNS", "TABLE_COLUMNS", "analyze", "analyze_run", "load_analysis",
            "read_analysis", "resolve_no_crossing", "save_analysis", "table_paths"]

@@ -359,3 +359,31 @@ def test_level_spacing_above_dense_max_spins_uses_levels(history):
         assert a.level_spacing[i] == pytest.approx(d.level_spacing[i], rel=tol / (1 - tol) + s0_rel + 1e-3)
     with pytest.raises(ValueError, match="level_method"):
         analysis.analyze(history, "init", level_method="lanczos", **kw)
+
+
+def test_spacing_ratio_columns_against_direct(x64, tmp_path):
+    """⟨r⟩ columns (issue 16): r_tap / r_tap_low from eigvalsh of I − M at β_c, r_bond from the
+    positive half of J's spectrum (numpy, float64), and they reach rows, pandas and the CSV."""
+    pd = pytest.importorskip("pandas")
+    from tapjax import spacing
+    h = _history64()
+    a = analysis.analyze(h, "init", dtype=jnp.float64, progress=False, per_layer=False, spacing_ratio=True)
+    assert a.columns[-3:] == analysis.RATIO_COLUMNS
+    for i in range(len(h)):
+        c = couplings(h.weights_at(i), dtype=jnp.float64)
+        ev = np.linalg.eigvalsh(np.asarray(tap.tap_matrix(c, a.beta_c[i])))
+        s = np.diff(ev)
+        r = np.minimum(s[:-1], s[1:]) / np.maximum(s[:-1], s[1:])
+        assert a.r_tap[i] == pytest.approx(r.mean(), rel=1e-8)
+        assert a.r_tap_low[i] == pytest.approx(r[:48].mean(), rel=1e-8)
+        jev = np.linalg.eigvalsh(_dense_J([np.asarray(w) for w in h.weights_at(i)]))
+        assert a.r_bond[i] == pytest.approx(spacing.mean_spacing_ratio(spacing.positive_levels(jev)).mean,
+                                            rel=1e-8)
+    assert "r_tap" in a.rows()[1] and a.rows()[1]["r_bond"] == pytest.approx(a.r_bond[1])
+    np.testing.assert_array_equal(a.to_pandas()["r_tap_low"].to_numpy(), a.r_tap_low)
+    analysis.save_analysis(a, str(tmp_path / "an"))
+    back = pd.read_csv(analysis.table_paths(str(tmp_path / "an"))["csv"])
+    np.testing.assert_allclose(back["r_bond"].to_numpy(float), a.r_bond, rtol=1e-12)
+    np.testing.assert_array_equal(analysis.read_analysis(str(tmp_path / "an")).r_tap, a.r_tap)
+    plain = analysis.analyze(h, "init", dtype=jnp.float64, progress=False, per_layer=False, level_spacing=False)
+    assert plain.columns == analysis.TABLE_COLUMNS and "r_tap" not in plain.rows()[0]
