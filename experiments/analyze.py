@@ -28,7 +28,7 @@ import os
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from tapjax import analysis
 from tapjax import checkpoints as ckpt
@@ -78,8 +78,37 @@ def is_up_to_date(workdir: str, out_prefix: str, ends: bool = True) -> bool:
 
 
 def _from_saved(prefix: str) -> analysis.Analysis:
-    """An :class:`~tapjax.analysis.Analysis` back from :func:`~tapjax.analysis.save_analysis` files."""
-    return analysis.read_analysis(prefix)
+    """An :class:`~tapjax.analysis.Analysis` back from :func:`~tapjax.analysis.save_analysis` files.
+
+    Raises:
+      ckpt.CheckpointError: a file is missing, truncated or corrupt (e.g. left by a killed run);
+        the message names the file.
+    """
+    for path in (prefix + ".npz", prefix + ".json"):
+        if not os.path.exists(path):
+            raise ckpt.CheckpointError(f"{path}: file not found")
+    try:
+        return analysis.read_analysis(prefix)
+    except ckpt.CheckpointError:
+        raise
+    except (ValueError, KeyError, OSError, EOFError, TypeError) as e:
+        # json.JSONDecodeError (a ValueError) and a missing array do not name the file: say which
+        bad = prefix + ".json"
+        try:
+            ckpt.read_npz(prefix + ".npz")
+        except ckpt.CheckpointError:
+            bad = prefix + ".npz"
+        raise ckpt.CheckpointError(f"{bad}: unreadable analysis output ({type(e).__name__}: {e}); "
+                                   "delete it or re-run with force=True") from e
+
+
+def _unreadable(prefix: str) -> str | None:
+    """None when :func:`_from_saved` reads ``prefix``, else the reason (naming the file)."""
+    try:
+        _from_saved(prefix)
+    except ckpt.CheckpointError as e:
+        return str(e)
+    return None
 
 
 def _couplings(hist: ckpt.RunHistory, i: int, dtype=None):
@@ -204,6 +233,18 @@ def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "recurrence"
     main_out, ends_out = output_paths(out_prefix, False), output_paths(out_prefix + "_ends", False)
     main_fresh = not force and _fresh(workdir, main_out)
     ends_fresh = not ends or (not force and _fresh(workdir, ends_out))
+    notes: list[str] = []
+    # a file newer than the last checkpoint may still be corrupt (an earlier run killed while
+    # writing it, a full disk): such an output is recomputed, and the note says so
+    for fresh, prefix in ((main_fresh, out_prefix), (ends_fresh and ends, out_prefix + "_ends")):
+        why = _unreadable(prefix) if fresh else None
+        if why is not None:
+            notes.append(f"recomputed: {why}")
+            logging.warning("analysis output unreadable, recomputing: %s", why)
+            if prefix == out_prefix:
+                main_fresh = False
+            else:
+                ends_fresh = False
     n_ckpt = len(ckpt.list_checkpoints(workdir))
     if main_fresh and ends_fresh:
         return {"outputs": output_paths(out_prefix, ends), "skipped": True, "seconds": 0.0,
@@ -225,8 +266,11 @@ def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "recurrence"
         if not force and all(os.path.exists(p) for p in main_out):
             try:
                 prev = _from_saved(out_prefix)
-            except (ckpt.CheckpointError, ValueError, KeyError, OSError):
-                prev = None      # unreadable stale output: recompute everything
+            except ckpt.CheckpointError as e:
+                prev = None      # unreadable stale output: recompute everything, and say so
+                if not any(str(e) in n for n in notes):
+                    notes.append(f"recomputed: {e}")
+                    logging.warning("stale analysis output unreadable, recomputing: %s", e)
             if prev is not None and (prev.info.get("settings") != settings or prev.reference is None):
                 prev = None
         done = set() if prev is None else {float(t) for t in prev.t}
@@ -243,6 +287,8 @@ def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "recurrence"
                              level_spacing=True, level_method="dense", progress=progress, indices=todo,
                              curves=curves, **extra)
         a.info.update(workdir=os.path.abspath(workdir), settings=settings, backend=backend)
+        if notes:
+            a.info["recomputed"] = list(notes)
         if prev is not None:
             a = merge_analyses(prev, a)
         analysis.save_analysis(a, out_prefix)
@@ -252,8 +298,11 @@ def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "recurrence"
         if rb and beta_max is None:   # the reference grid after any extension
             betas = np.linspace(0.0, rb, num_betas + 1)[1:]
         analysis.save_analysis(analyze_ends(hist, a, betas, backend, dtype), out_prefix + "_ends")
-    return {"outputs": output_paths(out_prefix, ends), "skipped": False,
-            "seconds": time.monotonic() - t0, "checkpoints": len(hist)}
+    out = {"outputs": output_paths(out_prefix, ends), "skipped": False,
+           "seconds": time.monotonic() - t0, "checkpoints": len(hist)}
+    if notes:
+        out["notes"] = notes
+    return out
 
 
 def analyze_source(source: str, out_prefix: str, *, reference: str = "auto", layout=None,

@@ -387,3 +387,54 @@ def test_spacing_ratio_columns_against_direct(x64, tmp_path):
     np.testing.assert_array_equal(analysis.read_analysis(str(tmp_path / "an")).r_tap, a.r_tap)
     plain = analysis.analyze(h, "init", dtype=jnp.float64, progress=False, per_layer=False, level_spacing=False)
     assert plain.columns == analysis.TABLE_COLUMNS and "r_tap" not in plain.rows()[0]
+
+
+# --------------------------------------------------------------------------- experiments: missing rows, stale files
+def test_claims_treat_no_crossing_rows_as_missing():
+    """Rows without a crossing (T_c = NaN) are missing in the fits and claims: no crash, no fill,
+    never a pass; the same after fits.json's NaN → null."""
+    from experiments import fits as fits_lib, reproduce as rep
+    t = np.array([0, .1, .2, .5, 1, 2, 4, 8, 16, 32.])
+    tc = 1.0 + t ** 0.5
+    tc[[3, 9]] = np.nan                                   # e.g. crossing "none ≤ β_max" / "not converged"
+    s = np.where(t > .5, 8.0, 1.0)
+    s[4] = np.nan
+    a = {"t": t, "T_c": tc, "lambda_max_J": 2 + t ** 0.3, "lambda_min_R": np.ones(10), "level_spacing": s,
+         "analytic_beta_c": np.asarray(1.0), "val_error": np.linspace(.5, .1, 10)}
+    o = fits_lib.run_observables(a, None, bootstrap=10)
+    assert o["T_c"]["ok"]                                # the fit runs on the finite rows
+    rows = [{"config": "binarized_lr1e-4", "val_error": None, "paper_val_error": 0.0266, "status": "complete"}]
+    for doc in ({"runs": {"binarized_lr1e-4": o, "binarized_lr1e-6": o}},
+                fits_lib.jsonable({"runs": {"binarized_lr1e-4": o, "binarized_lr1e-6": o}})):
+        claims = {c["claim"]: c for c in rep.evaluate_claims(doc, rows, "/nonexistent")}
+        assert claims["Table 1 validation error rates (0.0266, 0.0742, 0.0189, 0.0267)"]["verdict"] == "not reproduced"
+        tc_claim = claims["T_c grows as a power law, with a smaller exponent after the error plateaus"]
+        assert tc_claim["verdict"] != "reproduced"       # T_c(t_last) is NaN: growth unknown
+        assert tc_claim["evidence"]["binarized_lr1e-4"]["missing"] == ["T_c_growth"]
+        assert tc_claim["evidence"]["binarized_lr1e-4"]["T_c_growth"] in (None,) or np.isnan(
+            tc_claim["evidence"]["binarized_lr1e-4"]["T_c_growth"])
+
+
+def test_analyze_workdir_recomputes_a_corrupt_output(run_dir, tmp_path):
+    """A truncated .npz / garbage .json left by a killed run is recomputed with a note naming the
+    file, whether it looks fresh (newer than the last checkpoint) or stale; reading one directly
+    raises a CheckpointError naming it."""
+    from experiments import analyze as an
+    from tapjax.checkpoints import CheckpointError
+    prefix = str(tmp_path / "an")
+    kw = dict(num_betas=32, ends=False, progress=False)
+    first = an.analyze_workdir(run_dir, prefix, **kw)
+    assert "notes" not in first and an.analyze_workdir(run_dir, prefix, **kw)["skipped"]
+    good = an._from_saved(prefix).T_c
+    for ext, junk in ((".npz", None), (".json", b'{"rows": [')):
+        path = prefix + ext
+        data = open(path, "rb").read()
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2] if junk is None else junk)
+        with pytest.raises(CheckpointError, match=ext.replace(".", r"\.")):
+            an._from_saved(prefix)
+        out = an.analyze_workdir(run_dir, prefix, **kw)
+        assert not out["skipped"] and path in out["notes"][0] and "recomputed" in out["notes"][0]
+        back = an._from_saved(prefix)
+        np.testing.assert_allclose(back.T_c, good, rtol=1e-6)
+        assert path in back.info["recomputed"][0]
