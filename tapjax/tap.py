@@ -114,8 +114,16 @@ def least_eigenvalue_lanczos(c: LayeredCouplings, betas: jax.Array, num_iter: in
         res = linalg.lanczos(lambda v: tap_matvec(c, b, v, r), v0, num_iter)
         return linalg.ritz_extreme(res, "min")
 
-    # vmap in chunks: batched mat-vecs amortize the per-iteration loop overhead.
-    lam, err = jax.lax.map(one, jnp.atleast_1d(betas), batch_size=batch_size)
+    # vmap in chunks: batched mat-vecs amortize the per-iteration loop overhead. The grid is
+    # padded to a whole number of chunks (repeating its last β) so lax.map runs one program:
+    # its separate remainder program was seen to hang XLA:CPU (48 β at the paper's size).
+    betas = jnp.atleast_1d(betas)
+    nb = betas.shape[0]
+    pad = (-nb) % batch_size if nb > batch_size else 0
+    if pad:
+        betas = jnp.concatenate([betas, jnp.repeat(betas[-1:], pad)])
+    lam, err = jax.lax.map(one, betas, batch_size=min(batch_size, nb))
+    lam, err = lam[:nb], err[:nb]
     ok = all_finite(c)
     return jnp.where(ok, lam, jnp.nan), jnp.where(ok, err, jnp.nan)
 
