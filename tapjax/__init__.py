@@ -1,9 +1,16 @@
-"""tapjax: trained neural networks as layered Ising spin models, analyzed with TAP in JAX.
+"""tapjax: neural networks as layered Ising spin models, analyzed with TAP in JAX.
 
-Modules (import downward only): ``data`` → ``models``/``losses``/``binarize`` →
-``training``/``checkpoints`` → ``spin_model`` → ``tap``, ``recurrence``, ``msk``, ``spectra``
-→ ``analysis``, ``fits``; ``sharding`` and ``multirun`` (scale-out), ``overlap`` (Monte Carlo
-replica overlaps) and ``sgtrain`` (spin-glass layer training) sit on top.
+Layers (import downward only):
+
+* generic numerics and errors: ``linalg``, ``errors``, ``pytrees``;
+* the spin model and its physics: ``spin_model`` → ``tap``, ``recurrence``, ``msk``,
+  ``spectra``, ``levels``, ``spacing``, ``melting`` (gradients), ``reference`` (the §3.2 rule);
+* inputs: ``data``, ``checkpoints``, ``locking``, ``sources`` and ``conv`` (any network);
+* the analysis: ``analysis`` (``tapjax.analyze``), ``fits``, scale-out ``sharding`` and
+  ``distributed``;
+* training (Flax, optax; loaded on first use): ``models``, ``losses``, ``binarize``,
+  ``training``, ``multirun``, ``tc_regularizer``;
+* beyond TAP: ``overlap`` (Monte Carlo replica overlaps), ``sgtrain``; the command: ``cli``.
 """
 
 import importlib
@@ -23,8 +30,8 @@ __version__ = "0.1.0"
 
 # Loaded on first use (``tapjax.sharding`` …), so ``import tapjax`` does not pay for them.
 # The training side (Flax, optax) is loaded on first use too: the physics needs neither.
-_LAZY_MODULES = ("binarize", "conv", "distributed", "errors", "fits", "levels", "linalg", "locking", "losses", "models", "multirun",
-                 "overlap", "pytrees", "reference", "sgtrain", "sharding", "sources", "spacing", "training")
+_LAZY_MODULES = ("binarize", "conv", "distributed", "errors", "fits", "levels", "linalg", "melting", "locking", "losses", "models", "multirun",
+                 "overlap", "pytrees", "reference", "sgtrain", "sharding", "sources", "spacing", "tc_regularizer", "training")
 # Names loaded with their module on first use: name -> module.
 _LAZY_NAMES = {"load_series": "sources", "load_network": "sources", "SourceError": "sources",
                "Reference": "reference", "ReferenceResult": "reference",
@@ -35,10 +42,17 @@ _LAZY_NAMES = {"load_series": "sources", "load_network": "sources", "SourceError
                "SearchStatus": "recurrence", "as_couplings": "spin_model",
                "coupling_scale": "spin_model", "level_spacing": "levels",
                "lowest_eigenvalues": "levels", "critical_beta_smooth": "levels",
-               "smooth_margin": "levels"}
+               "smooth_margin": "levels", "melting_temperature": "melting",
+               "T_c": "melting", "critical_beta_fn": "melting", "reference_level": "melting",
+               "ReferenceLevel": "melting", "attribution": "melting",
+               "TcPenalty": "tc_regularizer", "PenaltyReference": "tc_regularizer",
+               "penalty_reference": "tc_regularizer", "penalty_value_and_grad": "tc_regularizer",
+               "choose_every_k": "tc_regularizer"}
 
 
 def __getattr__(name):
+    if name == "T_c":  # tapjax.T_c(ws, reference) is melting.melting_temperature, differentiable
+        return importlib.import_module("tapjax.melting").melting_temperature
     if name in _LAZY_MODULES:
         return importlib.import_module(f"tapjax.{name}")
     if name in _LAZY_NAMES:
@@ -46,15 +60,15 @@ def __getattr__(name):
     raise AttributeError(f"module 'tapjax' has no attribute {name!r}")
 
 
-__all__ = [
-    "Analysis", "CheckpointError", "Reference", "WorkdirBusyError", "WorkdirLock", "locking", "SourceError", "analyze", "conv", "distributed",
-    "load_network", "load_series", "reference", "sources", "DataError", "Dataset", "LayeredCouplings", "MLP",
-    "ModelConfig", "NoCrossingError", "RunHistory", "TrainConfig", "analysis", "analyze_run",
-    "binarize", "checkpoints", "couplings", "critical_beta", "critical_beta_bisect",
-    "critical_beta_grid", "critical_beta_search", "data", "fits", "inertia", "least_eigenvalue",
-    "load_analysis", "load_checkpoint", "load_dataset", "load_run", "logdet", "losses", "models",
-    "msk", "multirun", "overlap", "pytrees", "positive_definite", "random_couplings", "recurrence",
-    "reference_threshold", "save_analysis", "sgtrain", "sharding", "spacing", "spectra", "spin_model", "tap",
-    "train", "training",
-    "weights_from_params",
-]
+_EAGER = ["Analysis", "CheckpointError", "DataError", "Dataset", "LayeredCouplings",
+          "NoCrossingError", "RunHistory", "analysis", "analyze", "analyze_run", "checkpoints",
+          "couplings", "critical_beta", "critical_beta_bisect", "critical_beta_grid",
+          "critical_beta_search", "data", "inertia", "least_eigenvalue", "load_analysis",
+          "load_checkpoint", "load_dataset", "load_run", "logdet", "msk", "positive_definite",
+          "random_couplings", "read_analysis", "recurrence", "reference_threshold",
+          "save_analysis", "spectra", "spin_model", "tap"]
+__all__ = sorted({*_EAGER, *_LAZY_MODULES, *_LAZY_NAMES, "T_c"})
+
+
+def __dir__():
+    return __all__
