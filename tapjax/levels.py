@@ -42,7 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tapjax.spin_model import LayeredCouplings, bond_matvec, join_layers, row_square_sums, split_layers
+from tapjax.spin_model import (LayeredCouplings, bond_matvec, equal_block_runs, join_layers,
+                               row_square_sums, split_layers)
 from tapjax.tap import lanczos_tridiagonal, tap_matvec
 
 PivotKind = Literal["cholesky", "eigh"]
@@ -62,18 +63,6 @@ class Pivot(NamedTuple):
     vals: jax.Array
 
 
-def _runs(c: LayeredCouplings) -> list[tuple[int, int]]:
-    """Steps k = 2..L grouped into maximal runs [k0, k1) of equal square blocks (one scan each)."""
-    runs, k, L = [], 2, c.num_layers
-    while k <= L:
-        shape = c.weights[k - 1].shape
-        k1 = k + 1
-        if shape[0] == shape[1]:
-            while k1 <= L and c.weights[k1 - 1].shape == shape:
-                k1 += 1
-        runs.append((k, k1))
-        k = k1
-    return runs
 
 
 def _factor(D, kind: str, w=None):
@@ -194,7 +183,7 @@ def factorize(c: LayeredCouplings, beta, shift=0.0, kind: PivotKind = "cholesky"
     w1 = c.weights[0]
     D = jnp.diag(a[1]) - beta ** 2 * (w1.T @ (w1 / d0[:, None]))
     runs, run_weights = [], []
-    for k0, k1 in _runs(c):
+    for k0, k1 in equal_block_runs(c):
         Ws = jnp.stack(c.weights[k0 - 1:k1 - 1])
         As = jnp.stack(a[k0:k1])
 
@@ -259,7 +248,7 @@ def solve(f: BlockLDL, b: jax.Array) -> jax.Array:
     z0 = bl[0] / d0
     y = bl[1] + beta * jnp.tensordot(w1, z0, axes=((0,), (0,)))
     zruns = []
-    for (k0, k1), piv, Ws in zip(_runs(c), f.runs, f.run_weights):
+    for (k0, k1), piv, Ws in zip(equal_block_runs(c), f.runs, f.run_weights):
         def fwd(y, xs):
             W, p, bk = xs
             z = _apply_inv(p, y, eig)
@@ -275,7 +264,7 @@ def solve(f: BlockLDL, b: jax.Array) -> jax.Array:
     xL = _apply_inv(f.last, y, f.last_eigh if f.kind == "cholesky" else True)
     x = xL
     xruns = []
-    for (k0, k1), piv, Ws, zs in reversed(list(zip(_runs(c), f.runs, f.run_weights, zruns))):
+    for (k0, k1), piv, Ws, zs in reversed(list(zip(equal_block_runs(c), f.runs, f.run_weights, zruns))):
         def bwd(x, xs):
             W, p, z = xs
             xp = z + beta * _apply_inv(p, W @ x, eig)

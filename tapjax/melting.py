@@ -69,7 +69,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from tapjax import recurrence, tap
-from tapjax.spin_model import (LayeredCouplings, couplings, dense_bond_matrix, join_layers,
+from tapjax.spin_model import (LayeredCouplings, couplings, dense_bond_matrix, equal_block_runs,
+                               join_layers,
                                row_square_sums, split_layers)
 
 Backend = Literal["dense", "lanczos"]
@@ -192,18 +193,6 @@ def least_eigenpair(c: LayeredCouplings, beta, backend: Backend = "dense", *, nu
 
 
 # ---- block LDLᵀ of A − σI (eqs. 26–27) and inverse subspace iteration (backend "recurrence")
-def _runs(c: LayeredCouplings) -> list[tuple[int, int]]:
-    """Steps k = 2..L grouped into maximal runs [k0, k1) of equal square blocks (scan-able)."""
-    runs, k, L = [], 2, c.num_layers
-    while k <= L:
-        shape = c.weights[k - 1].shape
-        k1 = k + 1
-        if shape[0] == shape[1]:
-            while k1 <= L and c.weights[k1 - 1].shape == shape:
-                k1 += 1
-        runs.append((k, k1))
-        k = k1
-    return runs
 
 
 def _scan(f, carry, xs, reverse=False):
@@ -239,7 +228,7 @@ def _factorize(c: LayeredCouplings, beta, shift) -> _Factors:
         Y = Linv @ w
         return jnp.diag(ak) - beta ** 2 * (Y.T @ Y), Linv
 
-    for k0, k1 in _runs(c):
+    for k0, k1 in equal_block_runs(c):
         D, Ls = _scan(step, D, (jnp.stack(c.weights[k0 - 1:k1 - 1]), jnp.stack(a[k0:k1])))
         chol.append(Ls)
     return _Factors(a[0], tuple(chol), jnp.linalg.eigh(D))
@@ -260,7 +249,7 @@ def _ldl_solve(c: LayeredCouplings, beta, f: _Factors, b: Sequence[jax.Array]) -
     z = [None] * (L + 1)
     z[0] = b[0] / f.a0[:, None]
     y = b[1] + beta * (c.weights[0].T @ z[0])
-    for (k0, k1), Ls in zip(_runs(c), f.chol):
+    for (k0, k1), Ls in zip(equal_block_runs(c), f.chol):
         def fwd(y, xs):
             Lc, w, bk = xs
             zk = _cho_solve(Lc, y)
@@ -273,7 +262,7 @@ def _ldl_solve(c: LayeredCouplings, beta, f: _Factors, b: Sequence[jax.Array]) -
     x = [None] * (L + 1)
     x[L] = z[L]
     xk = z[L]
-    for (k0, k1), Ls in reversed(list(zip(_runs(c), f.chol))):
+    for (k0, k1), Ls in reversed(list(zip(equal_block_runs(c), f.chol))):
         def bwd(xk, xs):
             Lc, w, zk = xs
             xm = zk + beta * _cho_solve(Lc, w @ xk)

@@ -40,6 +40,7 @@ from tapjax import linalg
 from tapjax.errors import ConvergenceError, CouplingsError, NoCrossingError  # noqa: F401
 from tapjax.linalg import RootMethod
 from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, check_couplings,
+                               equal_block_runs,
                                coupling_scale, normalized, row_square_sums)
 
 
@@ -77,18 +78,6 @@ def _step_eigh(D, w, a, beta):
     return Dn, jnp.sum(jnp.log(jnp.abs(lam))), jnp.sum(lam < 0)
 
 
-def _segments(c: LayeredCouplings) -> list[tuple[int, int]]:
-    """Groups k = 2..L into maximal runs [k0, k1) of equal square blocks (scan-able)."""
-    segs, k, L = [], 2, c.num_layers
-    while k <= L:
-        shape = c.weights[k - 1].shape
-        k1 = k + 1
-        if shape[0] == shape[1]:
-            while k1 <= L and c.weights[k1 - 1].shape == shape:
-                k1 += 1
-        segs.append((k, k1))
-        k = k1
-    return segs
 
 
 def _eliminate(c: LayeredCouplings, beta, shift, mode: str):
@@ -107,7 +96,7 @@ def _eliminate(c: LayeredCouplings, beta, shift, mode: str):
     neg = jnp.sum(a[0] <= 0).astype(jnp.int32)
     w1 = c.weights[0]
     D = jnp.diag(a[1]) - beta ** 2 * (w1.T @ (w1 / a[0][:, None]))
-    for k0, k1 in _segments(c):
+    for k0, k1 in equal_block_runs(c):
         if k1 - k0 == 1:
             D, ld, flag = step(D, c.weights[k0 - 1], a[k0], beta)
             logdet, neg = logdet + ld, neg + count(flag)

@@ -298,6 +298,22 @@ def energy(c: LayeredCouplings, spins: Sequence[jax.Array]) -> jax.Array:
     return e
 
 
+def equal_block_runs(c: LayeredCouplings) -> list[tuple[int, int]]:
+    """Steps k = 2..L of the block recurrence (eqs. 26–27) grouped into maximal runs
+    ``[k0, k1)`` of equal square blocks, each of which one :func:`jax.lax.scan` can carry;
+    unequal (e.g. first/last) blocks form runs of length one."""
+    runs, k, L = [], 2, c.num_layers
+    while k <= L:
+        shape = c.weights[k - 1].shape
+        k1 = k + 1
+        if shape[0] == shape[1]:
+            while k1 <= L and c.weights[k1 - 1].shape == shape:
+                k1 += 1
+        runs.append((k, k1))
+        k = k1
+    return runs
+
+
 __all__ = ["LayeredCouplings", "all_finite", "as_couplings", "bond_matvec", "check_couplings",
-           "coupling_scale", "couplings", "dense_bond_matrix", "energy", "join_layers",
+           "coupling_scale", "equal_block_runs", "couplings", "dense_bond_matrix", "energy", "join_layers",
            "nonfinite_blocks", "normalized", "random_couplings", "row_square_sums", "split_layers"]
