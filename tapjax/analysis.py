@@ -30,6 +30,16 @@ dense spectrum of I − M at β_c for the level spacing (or, above ``dense_max_s
   to rounding): β_c is the β of closest approach;
 * ``"none ≤ β_max"``: λ_min stays above λ* on the whole range: **β_c = T_c = NaN**, never a filler
   value; ``closest_margin`` holds min λ_min − λ* near β*.
+
+**Search outcomes without a result** (:class:`tapjax.recurrence.SearchStatus`, per row in
+``info["search_status"]``, the reason in ``info["search_errors"]``): β_c = T_c = NaN and
+``crossing`` = ``"not converged"`` (MAX_ITER), ``"non-finite"`` (NONFINITE) or ``"β range
+overflow"`` (OUT_OF_RANGE). An OUT_OF_RANGE row (huge weights: β²·Σw² not representable up to
+β_max) is first searched again on the representable range with the scale-equivariant hint
+β*·max|W_ref|/max|W|, which gives the exact scaled β_c when the dip is there.
+
+**Scale.** The bond program and the spectra work on W/s (s = :func:`coupling_scale`, a power of
+two) and rescale in float64, so W × 1e20 in float32 gives s·λ_max(J), s²·λ_min(R), etc.
 """
 
 from __future__ import annotations
@@ -622,6 +632,7 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     res_backend = rres.info.get("backend") or ("dense" if c_ref.num_spins <= 1024 else "lanczos")
     search_errors: dict[str, str] = {}
     w_ref_max = max(float(np.max(np.abs(np.asarray(w, np.float64)))) for w in c_ref.weights)
+    t0 = time.monotonic()
     for row, i in enumerate(idx):
         st = SearchStatus(int(search_status[row]))
         if rres.kind == "init" and i == reference_index:
@@ -659,6 +670,8 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
             c = couplings(tuple(w[row] for w in ws), name=name(i), dtype=dtype)
             bc[row], crossing[row], margin[row] = resolve_no_crossing(
                 c, thr, beta_star, res_backend, lanczos_iter, rtol, touch_atol)
+    phases.timings["no_crossing"] = {"seconds": time.monotonic() - t0,
+                                     "rows": int(sum(c not in ("yes", "reference") for c in crossing))}
     info["touch_atol"] = touch_atol
     info["no_crossing_rule"] = ("scan + hint β*, then golden-section λ_min on [0.6β*, 1.4β*]: "
                                 "'near β*' (bisected), 'touch' (within touch_atol), else NaN")
