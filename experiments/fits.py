@@ -24,7 +24,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from experiments.figures import (COLORS, CONFIG_NAMES, error_curve, load_history, load_results,
+from .figures import (COLORS, CONFIG_NAMES, error_curve, load_history, load_results,
                                  log_y_axis, time_axis)
 from tapjax import fits, pytrees
 from tapjax.checkpoints import atomic_write_json

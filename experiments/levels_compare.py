@@ -200,7 +200,7 @@ def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    from experiments.figures import time_axis  # pylint: disable=import-outside-toplevel
+    from .figures import time_axis  # pylint: disable=import-outside-toplevel
     rows = doc["rows"]
     t = np.array([r["t"] for r in rows])
     col = lambda key: np.array([r.get(key, np.nan) for r in rows], float)

@@ -43,8 +43,8 @@ import shlex
 import numpy as np
 from absl import app, flags
 
-from experiments import seeds
-from experiments.figures import load_history, log_y_axis, time_axis
+from . import seeds
+from .figures import load_history, log_y_axis, time_axis
 from tapjax import analysis, fits
 from tapjax import checkpoints as ckpt
 
@@ -223,7 +223,7 @@ def paired_seed0(ww_analysis: dict, a: dict) -> dict:
 def plot_kind(ww: dict, runs: list[tuple[str, dict, list | None]], path: str, title: str,
               vline: float | None = None) -> None:
     """T_c(t), λ_max(J)(t), validation error: the Weston–Watkins seed band and the one-vs-rest run(s)."""
-    from experiments.figures import _plt, error_curve  # pylint: disable=import-outside-toplevel,protected-access
+    from .figures import _plt, error_curve  # pylint: disable=import-outside-toplevel,protected-access
     plt = _plt()
     keys = (("T_c", r"$T_c$"), ("lambda_max_J", r"$\lambda_{\max}(J)$"), ("val_error", "validation error"))
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))

@@ -37,11 +37,11 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import analyze as analyze_lib
-from experiments import figures as figures_lib
-from experiments import fits as fits_lib
-from experiments import msk as msk_lib
-from experiments import table1 as table1_lib
+from . import analyze as analyze_lib
+from . import figures as figures_lib
+from . import fits as fits_lib
+from . import msk as msk_lib
+from . import table1 as table1_lib
 from tapjax import checkpoints as ckpt
 from tapjax.data import Dataset, load_dataset
 from tapjax.models import ModelConfig

@@ -39,7 +39,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from experiments.figures import error_curve, load_history, log_y_axis, time_axis
+from .figures import error_curve, load_history, log_y_axis, time_axis
 from tapjax import analysis, fits, spectra
 from tapjax import checkpoints as ckpt
 from tapjax.spin_model import couplings

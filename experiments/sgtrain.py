@@ -88,7 +88,7 @@ def main(argv):
     import numpy as np  # pylint: disable=import-outside-toplevel
     from tapjax.data import load_dataset  # pylint: disable=import-outside-toplevel
     from tapjax.progress import ProgressBar  # pylint: disable=import-outside-toplevel
-    from experiments import sgtrain_compare as compare  # pylint: disable=import-outside-toplevel
+    from . import sgtrain_compare as compare  # pylint: disable=import-outside-toplevel
 
     os.makedirs(FLAGS.workdir, exist_ok=True)
     dtype = np.float64 if FLAGS.x64 else np.float32

@@ -15,7 +15,7 @@ import os
 
 from absl import app, flags
 
-from experiments.figures import CONFIG_NAMES, load_history
+from .figures import CONFIG_NAMES, load_history
 from tapjax.checkpoints import atomic_write_bytes, atomic_write_json
 
 FLAGS = flags.FLAGS

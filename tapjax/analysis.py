@@ -390,7 +390,7 @@ class _Phases:
 
 
 def _representable_beta(c: LayeredCouplings) -> float:
-    """Half the largest β at which the recurrence can evaluate β²·r (its ``beta_lim``), in the
+    r"""Half the largest β at which the recurrence can evaluate β²·r (its ``beta_lim``), in the
     units of ``c``: :math:`\tfrac12\sqrt{f_{\max}/(16(1 + \max\hat r))}/s`, ``s`` the coupling scale."""
     s = float(coupling_scale(c))
     r_hat = max(float(np.max(np.asarray(r, np.float64))) for r in

@@ -33,7 +33,7 @@ PAPER_WIDTHS = (512, 512, 512, 10)
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the MLP.
+    r"""Architecture of the MLP.
 
     Attributes:
       kind: ``"binarized"`` or ``"standard"``.

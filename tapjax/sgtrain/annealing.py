@@ -41,7 +41,7 @@ def geometric(start: float, end: float, frac: jax.Array) -> jax.Array:
 
 
 def _anneal_unit(h, s0, code0, log_u, J, diag_j, perms, c, beta, n_bits):
-    """Metropolis sweeps for one unit. h, s0: (M,); code0: (M,) int; log_u, perms: (sweeps, M·n).
+    r"""Metropolis sweeps for one unit. h, s0: (M,); code0: (M,) int; log_u, perms: (sweeps, M·n).
 
     The n bits of weight j are stored as the binary digits of one integer
     :math:`u_j = \sum_\alpha 2^\alpha (\sigma_{j\alpha}+1)/2 \in [0, N_b]`, so a flip is an XOR

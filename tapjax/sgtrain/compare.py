@@ -24,7 +24,7 @@ def __getattr__(name):
                   "(the comparison is experiment code and moved to experiments/)",
                   DeprecationWarning, stacklevel=2)
     try:
-        moved = importlib.import_module("experiments.sgtrain_compare")
+        moved = importlib.import_module("tapjax.paper.sgtrain_compare")  # experiments/, installed
     except ImportError as e:
         raise ImportError(
             f"tapjax.sgtrain.compare.{name} moved to experiments/sgtrain_compare.py, which is not "
