@@ -11,6 +11,7 @@ The library pieces it uses are public: :func:`tapjax.sgtrain.networks.fit_one_la
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
 
 _MOVED = ("METHODS", "Setup", "Task", "default_setup", "diabetes_task", "load_diabetes_arrays",
@@ -24,7 +25,10 @@ def __getattr__(name):
                   "(the comparison is experiment code and moved to experiments/)",
                   DeprecationWarning, stacklevel=2)
     try:
-        moved = importlib.import_module("tapjax.paper.sgtrain_compare")  # experiments/, installed
+        # experiments/ is installed as tapjax.paper; reuse the copy already imported under
+        # either name so that the objects stay identical
+        loaded = sys.modules.get("experiments.sgtrain_compare")
+        moved = loaded or importlib.import_module("tapjax.paper.sgtrain_compare")
     except ImportError as e:
         raise ImportError(
             f"tapjax.sgtrain.compare.{name} moved to experiments/sgtrain_compare.py, which is not "
