@@ -69,6 +69,7 @@ def old_analysis_module():
     src = subprocess.run(["git", "-C", ROOT, "show", "71156ef:tapjax/analysis.py"], check=True,
                          capture_output=True, text=True).stdout
     mod = types.ModuleType("tapjax_old_analysis")
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up
     exec(compile(src, "tapjax/analysis.py@71156ef", "exec"), mod.__dict__)  # pylint: disable=exec-used
     return mod
 
@@ -252,10 +253,10 @@ def main(argv=None):
         print(f"== {name}", file=sys.stderr, flush=True)
         results[name] = PARTS[name](args)
         print(json.dumps(results[name], indent=1, default=str), file=sys.stderr, flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
-    with open(os.path.join(args.out, f"analysis_throughput{suffix}.json"), "w") as f:
-        json.dump(results, f, indent=1, default=str)
+        os.makedirs(args.out, exist_ok=True)   # after every part: a failure keeps the rest
+        suffix = "_quick" if args.quick else ""
+        with open(os.path.join(args.out, f"analysis_throughput{suffix}.json"), "w") as f:
+            json.dump(results, f, indent=1, default=str)
     print(json.dumps(results, indent=1, default=str))
 
 
