@@ -434,7 +434,9 @@ def resolve_no_crossing(c: LayeredCouplings, thr: float, beta_star: float, backe
 # --------------------------------------------------------------------------- analyze
 def _from_tapjax(hist: ckpt.RunHistory) -> bool:
     fmt = str(hist.info.get("format", "")).lower()
-    return bool(hist.config) or fmt.startswith("tapjax")
+    # a tapjax run says so in its format, or (built by hand) carries a TrainConfig's "model";
+    # foreign sources may carry a config too (e.g. {"module": "Sequential"}): not a tapjax run
+    return fmt.startswith("tapjax") or (not fmt and "model" in (hist.config or {}))
 
 
 def _load(source, layout) -> ckpt.RunHistory:

@@ -438,3 +438,20 @@ def test_analyze_workdir_recomputes_a_corrupt_output(run_dir, tmp_path):
         back = an._from_saved(prefix)
         np.testing.assert_allclose(back.T_c, good, rtol=1e-6)
         assert path in back.info["recomputed"][0]
+
+
+def test_a_foreign_snapshot_with_a_config_is_not_its_own_reference():
+    """A loader may attach a config ({"module": "Sequential"}); only a tapjax run (format
+    "tapjax…", or a TrainConfig with "model") defaults to the "init" reference."""
+    import dataclasses as dc
+    from tapjax.checkpoints import RunHistory
+    rng = np.random.default_rng(3)
+    ws = tuple(rng.normal(0, 0.2, (1, m, n)).astype(np.float32) for m, n in ((12, 8), (8, 4)))
+    nan = np.full(1, np.nan)
+    h = RunHistory(t=np.zeros(1), step=np.zeros(1, int), train_loss=nan, val_error=nan, weights=ws,
+                   config={"module": "Sequential"}, paths=("net",), info={"format": "torch-module"})
+    a = analysis.analyze(h, progress=False, level_spacing=False, per_layer=False)
+    assert a.reference["kind"] == "shuffled"
+    a = analysis.analyze(dc.replace(h, info={"format": "tapjax-run"}), progress=False,
+                         level_spacing=False, per_layer=False)
+    assert a.reference["kind"] == "init"
