@@ -44,6 +44,7 @@ from absl import app, flags
 from tapjax import analysis, fits, spacing, spectra
 from tapjax import checkpoints as ckpt
 from tapjax.spin_model import couplings
+from tapjax.pytrees import jsonable
 
 FLAGS = flags.FLAGS
 
@@ -273,17 +274,7 @@ def write_outputs(doc: dict, out_dir: str, label: str, figures_dir: str | None, 
 
 
 def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
+    return jsonable(x, nonfinite="null")  # strict JSON: NaN/inf → null
 
 
 def main(argv):

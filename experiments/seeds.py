@@ -43,6 +43,7 @@ from .figures import error_curve, load_history, log_y_axis, time_axis
 from tapjax import analysis, fits, spectra
 from tapjax import checkpoints as ckpt
 from tapjax.spin_model import couplings
+from tapjax.pytrees import jsonable
 
 FLAGS = flags.FLAGS
 QUANTITIES = ("T_c", "lambda_max_J")
@@ -335,19 +336,7 @@ def write_group(doc: dict, out_dir: str, figures_dir: str | None) -> list[str]:
 
 
 def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    return x
+    return jsonable(x, nonfinite="null")  # strict JSON: NaN/inf → null
 
 
 def _fmt(s: dict, digits: int = 4) -> str:
