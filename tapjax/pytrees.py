@@ -43,4 +43,13 @@ def jsonable(x: Any, *, nonfinite: Literal["keep", "null"] = "keep") -> Any:
     return x
 
 
-__all__ = ["jsonable"]
+def check_fields(cls, d: dict, what: str) -> None:
+    """Raises ValueError naming the keys of ``d`` that are not fields of dataclass ``cls``."""
+    import dataclasses  # pylint: disable=import-outside-toplevel
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} field(s) {unknown}; known: {sorted(known)}")
+
+
+__all__ = ["check_fields", "jsonable"]

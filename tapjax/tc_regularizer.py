@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tapjax.pytrees import check_fields
 from tapjax import melting, tap
 from tapjax.checkpoints import weights_from_params
 from tapjax.spin_model import couplings
@@ -108,10 +109,7 @@ class TcPenalty:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "TcPenalty":
-        known = {f.name for f in dataclasses.fields(TcPenalty)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown tc_penalty field(s) {unknown}; known: {sorted(known)}")
+        check_fields(TcPenalty, d, "tc_penalty")
         return TcPenalty(**d)
 
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tapjax.pytrees import check_fields
 from tapjax import checkpoints as ckpt
 from tapjax.data import Dataset
 from tapjax.locking import WorkdirLock
@@ -101,10 +102,7 @@ class TrainConfig:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "TrainConfig":
         """Inverse of :meth:`to_dict`; fields missing in old configs take their defaults."""
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+        check_fields(TrainConfig, d, "TrainConfig")
         if "model" not in d:
             return TrainConfig(**d)
         return TrainConfig(**{**d, "model": config_from_dict(d["model"])})
