@@ -79,9 +79,12 @@ def measure(data) -> dict:
         l.block_until_ready()
         out["plain_step_s"] = (time.perf_counter() - t) / steps
     vg = jax.jit(lambda p: penalty_value_and_grad(pen, ref, p))
+    # T_c(W) is not differentiable at t = 0 (the init net touches its own λ*, docs/tc_training.md):
+    # its cost and gradient norm are taken at the plain run's t = 1 checkpoint instead.
+    p_eval = p0 if FLAGS.target == "lambda_min" else plain_params_at(1.0)
     for rep in range(2):
         t = time.perf_counter()
-        f0, g = vg(p0)
+        f0, g = vg(p_eval)
         jax.block_until_ready(g)
         out["penalty_s"] = time.perf_counter() - t
     model = MLP(cfg.model)
@@ -101,11 +104,23 @@ def measure(data) -> dict:
         res[2].block_until_ready()
         out["penalty_chunk_step_s"] = (time.perf_counter() - t) / n
     out.update(target=FLAGS.target, backend=FLAGS.backend, reference_s=t_ref,
+               gradient_at="t=0" if FLAGS.target == "lambda_min" else "plain run t=1",
                threshold=ref.threshold, beta_star=ref.beta, beta_max=ref.beta_max, beta0=pen.beta0,
                f0=float(f0), grad_loss_norm=norm(gl), grad_f_norm=norm(g), every_k=k,
                overhead=FLAGS.overhead, cost_ratio=out["penalty_s"] / out["plain_step_s"],
                alpha_unit=norm(gl) / norm(g), chunk_steps=n)
     return out
+
+
+def plain_params_at(t_epoch: float):
+    """Params of the plain run's checkpoint nearest ``t_epoch`` (for the T_c target's α unit)."""
+    from tapjax.checkpoints import list_checkpoints, load_checkpoint  # pylint: disable=import-outside-toplevel
+    d = run_dir(0.0, FLAGS.epochs)
+    found = [load_checkpoint(p) for p in list_checkpoints(d)]
+    if not found:
+        raise SystemExit(f"{d}: no checkpoints; train the plain run (--alpha_rel=0) first")
+    params, _ = min(found, key=lambda pm: abs(float(pm[1]["t"]) - t_epoch))
+    return jax.tree_util.tree_map(jnp.asarray, params)
 
 
 def measure_tc(data) -> dict:

@@ -41,8 +41,8 @@ def enable_compilation_cache(cache_dir: str | None) -> str | None:
         print(f"tapjax: compilation cache disabled: cannot create {cache_dir} ({e})", file=sys.stderr)
         return None
     jax.config.update("jax_compilation_cache_dir", cache_dir)
-    # cache every program that took noticeable time (the analysis compiles many small ones)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    # cache every program: the analysis compiles many small ones, and a cold process pays for each
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return cache_dir
 

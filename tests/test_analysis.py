@@ -455,3 +455,33 @@ def test_a_foreign_snapshot_with_a_config_is_not_its_own_reference():
     a = analysis.analyze(dc.replace(h, info={"format": "tapjax-run"}), progress=False,
                          level_spacing=False, per_layer=False)
     assert a.reference["kind"] == "init"
+
+
+def test_host_eigvalsh_against_float64():
+    """linalg.host_eigvalsh / eigvalsh_batch (the CPU dense-spectrum path) vs numpy float64."""
+    import jax
+    from tapjax import linalg
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((3, 40, 40))
+    a = a + np.swapaxes(a, 1, 2)
+    want = np.linalg.eigvalsh(a)
+    got = linalg.host_eigvalsh(a.astype(np.float32))
+    assert got.dtype == np.float32 and got.shape == (3, 40)
+    np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(want).max())
+    np.testing.assert_allclose(np.asarray(jax.jit(linalg.eigvalsh_batch)(a.astype(np.float32))), got, rtol=0, atol=0)
+    np.testing.assert_allclose(np.asarray(jax.vmap(linalg.eigvalsh_batch)(a.astype(np.float32))), got, rtol=0, atol=0)
+    bad = a.astype(np.float32)
+    bad[1, 3, 5] = np.inf
+    out = linalg.host_eigvalsh(bad)
+    assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2]]).all()
+
+
+def test_dense_spectra_phase_against_float64(x64):
+    """The analysis' dense spectrum of I − M(β) (host LAPACK on CPU) equals float64 eigh."""
+    rng = np.random.default_rng(4)
+    ws = [rng.standard_normal((2, m, n)) / np.sqrt(m) for m, n in ((30, 20), (20, 20), (20, 5))]
+    betas = np.array([0.3, 0.45])
+    ev = analysis._chunk_spectra(ws, betas)
+    for i in range(2):
+        m = np.asarray(tap.tap_matrix(couplings([w[i] for w in ws]), betas[i]))
+        np.testing.assert_allclose(ev[i], np.linalg.eigvalsh(m), rtol=0, atol=1e-12)
