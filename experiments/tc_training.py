@@ -35,6 +35,8 @@ flags.DEFINE_enum("phase", "measure", ["measure", "measure_tc", "train", "report
 flags.DEFINE_string("dataset", "embedded", "'embedded' or 'idx:DIR' (full MNIST).")
 flags.DEFINE_string("root", "/work/runs/tc_training", "Parent of the run directories.")
 flags.DEFINE_integer("epochs", 60, "Epochs per run.")
+flags.DEFINE_integer("seed", 0, "Init/data-order seed of the run (α unit and λ* are from seed 0's measure).")
+flags.DEFINE_list("seeds", ["0"], "Seeds of the report (phase=report): runs of other seeds are listed apart.")
 flags.DEFINE_float("lr", 1e-4, "SGD learning rate.")
 flags.DEFINE_enum("target", "lambda_min", ["T_c", "lambda_min"], "f of the penalty.")
 flags.DEFINE_enum("backend", "lanczos", ["dense", "lanczos", "recurrence"], "Penalty eigen-solver.")
@@ -49,7 +51,7 @@ flags.DEFINE_string("figure", "docs/figures/tc_training.png", "Report figure (ph
 def base_config(epochs: int) -> TrainConfig:
     return TrainConfig(model=ModelConfig(kind="standard", widths=(512, 512, 512, 10)), lr=FLAGS.lr,
                        epochs=epochs, dataset=FLAGS.dataset, schedule="log:4",
-                       first_epoch_levels=2)
+                       first_epoch_levels=2, seed=FLAGS.seed)
 
 
 def measure_path() -> str:
@@ -152,8 +154,9 @@ def measure_tc(data) -> dict:
     return out
 
 
-def run_dir(alpha_rel: float, epochs: int) -> str:
-    tag = "plain" if alpha_rel == 0 else f"{FLAGS.target}_a{alpha_rel:+g}"
+def run_dir(alpha_rel: float, epochs: int, seed: int | None = None) -> str:
+    seed = FLAGS.seed if seed is None else seed
+    tag = ("plain" if alpha_rel == 0 else f"{FLAGS.target}_a{alpha_rel:+g}") + (f"_s{seed}" if seed else "")
     return os.path.join(FLAGS.root, f"e{epochs}", tag)
 
 
@@ -188,28 +191,62 @@ def main(_):
     report()
 
 
+def _report_runs() -> list[tuple[str, float, int]]:
+    """``--alphas`` entries ``[target:]alpha_rel`` (target defaults to ``--target``) × ``--seeds``."""
+    out = []
+    for item in FLAGS.alphas:
+        target, _, a = item.rpartition(":")
+        for sd in FLAGS.seeds:
+            out.append((target or FLAGS.target, float(a), int(sd)))
+    return out
+
+
+def _final_bond_spectrum(run: str) -> np.ndarray:
+    """Ascending spectrum of J (eq. 21) at the run's last checkpoint (dense, float64 on host)."""
+    from tapjax import checkpoints as ckpt, spin_model  # pylint: disable=import-outside-toplevel
+    params, _ = ckpt.load_checkpoint(ckpt.list_checkpoints(run)[-1])
+    ws = [np.asarray(w, np.float64) for w in ckpt.weights_from_params(params)]
+    j = np.asarray(spin_model.dense_bond_matrix(spin_model.couplings([w.astype(np.float32) for w in ws])),
+                   np.float64)
+    return np.linalg.eigvalsh(j)
+
+
 def report():
     from tapjax.analysis import analyze_run  # pylint: disable=import-outside-toplevel
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    with open(measure_path()) as f:
-        m = json.load(f)
+    from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+    import glob  # pylint: disable=import-outside-toplevel
+    measures = {}
+    for path in sorted(glob.glob(os.path.join(FLAGS.root, "measure_*_*.json"))):
+        with open(path) as f:
+            mm = json.load(f)
+        if "target" in mm and "alpha_unit" in mm:
+            measures[mm["target"]] = mm
     rows, series = [], {}
-    for a in [float(s) for s in FLAGS.alphas]:
-        d = run_dir(a, FLAGS.epochs)
+    for target, a, sd in _report_runs():
+        FLAGS.target = target          # run_dir reads it; main() is the only caller
+        d = run_dir(a, FLAGS.epochs, sd)
+        if not os.path.exists(os.path.join(d, "history.json")):
+            print(f"skipped (not trained): {d}")
+            continue
         with open(os.path.join(d, "history.json")) as f:
             hist = json.load(f)
         an = analyze_run(d, progress=False)
-        series[a] = an
+        ev_j = _final_bond_spectrum(d)
+        key = (target if a else "plain", a, sd)
+        series[key] = (an, ev_j)
         with open(os.path.join(d, "config.json")) as f:
             pen = json.load(f).get("tc_penalty")
-        rows.append({"alpha_rel": a, "alpha": None if pen is None else pen["alpha"],
+        rows.append({"target": target if a else None, "alpha_rel": a, "seed": sd,
+                     "alpha": None if pen is None else pen["alpha"],
                      "every_k": None if pen is None else pen["every_k"],
                      "epochs_done": len(hist), "val_error": hist[-1]["val_error"] if hist else None,
+                     "val_error_min": min(h["val_error"] for h in hist) if hist else None,
                      "T_c_final": float(an.T_c[-1]), "T_c_0": float(an.T_c[0]),
+                     "T_c_max": float(np.nanmax(an.T_c)) if np.isfinite(an.T_c).any() else None,
                      "lambda_max_J_final": float(an.lambda_max_J[-1]),
                      "lambda_max_J_0": float(an.lambda_max_J[0]),
+                     "bond_top5_final": ev_j[-5:][::-1].tolist(),
+                     "bond_bulk_edge_final": float(np.quantile(ev_j, 0.99)),
                      "penalty_f_final": hist[-1].get("penalty_f") if hist else None,
                      "penalty_skipped": sum(h.get("penalty_skipped", 0) for h in hist),
                      "t": an.t.tolist(), "T_c": an.T_c.tolist(), "lambda_max_J": an.lambda_max_J.tolist(),
@@ -217,21 +254,34 @@ def report():
                      "crossing": [str(c) for c in an._col("crossing")]})
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
     with open(FLAGS.out, "w") as f:
-        json.dump({"measure": m, "epochs_planned": FLAGS.epochs, "runs": rows}, f, indent=1)
-    fig, axs = plt.subplots(1, 3, figsize=(12, 3.4))
-    for a, an in series.items():
+        json.dump({"measures": measures, "epochs_planned": FLAGS.epochs, "runs": rows},
+                  f, indent=1)
+    fig = Figure(figsize=(16, 3.6))
+    axs = fig.subplots(1, 4)
+    seen = set()
+    for (target, a, sd), (an, ev_j) in series.items():
+        if (target, a) in seen and sd:
+            continue   # curves of seed 0 (or the first seed listed) only; all seeds are in the JSON
+        seen.add((target, a))
         t = np.maximum(an.t, 1 / 128)
-        lab = "α = 0 (plain)" if a == 0 else f"α = {a:+g}·α₀"
-        axs[0].plot(t, an.val_error, "o-", ms=3, label=lab)
-        axs[1].plot(t, an.T_c, "o-", ms=3, label=lab)
-        axs[2].plot(t, an.lambda_max_J, "o-", ms=3, label=lab)
-    for ax, yl in zip(axs, ["validation error", "T_c", "λ_max(J)"]):
+        lab = "α = 0 (plain)" if a == 0 else f"{'T_c' if target == 'T_c' else 'λ_min(β₀)'}: α = {a:+g}·α₀"
+        ls = "o-" if target in ("plain", "T_c") else "s--"
+        axs[0].plot(t, an.val_error, ls, ms=3, label=lab)
+        axs[1].plot(t, an.T_c, ls, ms=3, label=lab)
+        axs[2].plot(t, an.lambda_max_J, ls, ms=3, label=lab)
+        axs[3].hist(ev_j, bins=120, histtype="step", density=True, label=lab)
+    for ax, yl in zip(axs[:3], ["validation error", "T_c", "λ_max(J)"]):
         ax.set_xscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel(yl)
     axs[0].set_yscale("log")
-    axs[0].legend(fontsize=8)
-    fig.suptitle(f"MNIST standard net, lr {FLAGS.lr:g}, penalty α·{FLAGS.target}, α₀ = {m['alpha_unit']:.3g}")
+    axs[1].set_yscale("log")
+    axs[3].set_yscale("log")
+    axs[3].set_xlabel("eigenvalue of J (last checkpoint)")
+    axs[3].set_ylabel("density")
+    axs[0].legend(fontsize=7)
+    fig.suptitle(f"MNIST standard net, lr {FLAGS.lr:g}, {FLAGS.epochs} epochs: penalty α·f, f = T_c or "
+                 "λ_min(I − M(β₀)); α₀ = ‖∇L‖/‖∇f‖ at init (t = 1 for T_c)", fontsize=9)
     fig.tight_layout()
     fig.savefig(FLAGS.figure, dpi=120)
     for r in rows:
