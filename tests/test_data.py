@@ -100,3 +100,26 @@ def test_shared_mnist_if_present():
     d = load_idx_dir(path)
     assert d.x_train.shape == (60000, 784) and d.x_val.shape == (10000, 784)
     np.testing.assert_array_equal(np.bincount(d.y_val), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+
+
+def test_one_idx_reader_with_every_check(tmp_path):
+    """tapjax.data.idx owns IDX reading; the mnist / package names are the same function."""
+    from tapjax.data import idx, mnist
+    assert mnist.read_idx is idx.read_idx and read_idx is idx.read_idx
+    # the base module itself reports the overflow and the corrupt gzip trailer
+    p = tmp_path / "huge"
+    p.write_bytes(struct.pack(">HBB", 0, 8, 2) + struct.pack(">II", 2**32 - 1, 2**32 - 1))
+    with pytest.raises(DataError, match=r"huge: corrupt header: dimensions \(4294967295, 4294967295\) "
+                                        r"promise 18446744065119617025 bytes"):
+        idx.read_idx(str(p))
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "c.gz", a)
+    raw = bytearray((tmp_path / "c.gz").read_bytes())
+    raw[-8] ^= 0xFF                                   # CRC32 of the gzip trailer
+    (tmp_path / "c.gz").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="c.gz: cannot be read: corrupt compressed data"):
+        idx.read_idx(str(tmp_path / "c.gz"))
+    write_idx(tmp_path / "ok", a, gz=False)
+    np.testing.assert_array_equal(idx.read_idx(str(tmp_path / "ok"), 2051), a)
+    with pytest.raises(DataError, match=r"ok: wrong magic number 2051 \(expected 2049\)"):
+        idx.read_idx(str(tmp_path / "ok"), 2049)

@@ -2,7 +2,8 @@
 
 All loaders return a :class:`Dataset` of flattened uint8 images ``(n, 784)`` and int32 labels.
 The network-side preprocessing (scaling, centering, binarizing) lives in
-:mod:`tapjax.models`, so the same data serves both net types.
+:mod:`tapjax.models`, so the same data serves both net types. IDX files are read by
+:func:`tapjax.data.idx.read_idx` (re-exported here as ``read_idx``).
 """
 
 from __future__ import annotations
@@ -11,16 +12,12 @@ import dataclasses
 import gzip
 import importlib.resources
 import os
-import struct
-import zlib
 
 import numpy as np
 
-from tapjax.data import idx as _idx
-from tapjax.data.idx import IMAGES_MAGIC, LABELS_MAGIC, DataError
+from tapjax.data.idx import IMAGES_MAGIC, LABELS_MAGIC, DataError, read_idx
 
 MNIST_CLASSES = 10  # classes of every MNIST-format data set (MNIST, Fashion-MNIST, KMNIST)
-_INT64_MAX = 2**63 - 1
 
 EMBEDDED_FILE = "mnist_5k.csv.gz"
 EMBEDDED_TRAIN = 4000  # of the 5,000 embedded images; the other 1,000 validate.
@@ -60,51 +57,6 @@ class Dataset:
         return Dataset(self.x_train[:n_train], self.y_train[:n_train],
                        self.x_val[:n_val], self.y_val[:n_val],
                        f"{self.name}[:{n_train},:{n_val}]")
-
-
-def _read_head(path: str, n: int) -> bytes:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        return f.read(n)
-
-
-def read_idx(path: str, expected_magic: int | None = None) -> np.ndarray:
-    """:func:`tapjax.data.idx.read_idx` with every failure a :class:`DataError` naming the file.
-
-    Beyond the base reader's checks: a corrupt deflate stream or gzip trailer (``zlib.error``,
-    ``EOFError``, ``gzip.BadGzipFile``) and header dimensions whose byte count overflows int64
-    (where the base reader's count would wrap around) are reported as such, with the counts
-    the header promises and the file holds.
-
-    Args:
-      path: file path, optionally ``.gz``.
-      expected_magic: 2051 (images) or 2049 (labels), or None.
-
-    Returns:
-      The array, shape given by the header.
-    """
-    try:
-        head = _read_head(path, 4 + 4 * 255) if os.path.isfile(path) else b""
-        if len(head) >= 4:
-            _, code, ndim = struct.unpack(">HBB", head[:4])
-            if code in _idx._IDX_DTYPES and 0 < ndim and len(head) >= 4 + 4 * ndim:
-                shape = struct.unpack(">" + "I" * ndim, head[4:4 + 4 * ndim])
-                nbytes = np.dtype(_idx._IDX_DTYPES[code]).itemsize
-                for d in shape:
-                    nbytes *= d  # Python ints: exact
-                if nbytes > _INT64_MAX:
-                    raise DataError(
-                        f"{path}: corrupt header: dimensions {shape} promise {nbytes} bytes (more "
-                        "than any file can hold); re-download the file")
-        return _idx.read_idx(path, expected_magic)
-    except DataError:
-        raise
-    except (zlib.error, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"{path}: cannot be read: corrupt compressed data ({type(e).__name__}: {e}); "
-                        "re-download the file") from e
-    except (OSError, ValueError, OverflowError, MemoryError, struct.error) as e:
-        raise DataError(f"{path}: cannot be read as IDX ({type(e).__name__}: {e}); "
-                        "re-download the file") from e
 
 
 def _check_pair(x: np.ndarray, y: np.ndarray, xfile: str, yfile: str,
