@@ -79,9 +79,10 @@ def part_series(args) -> dict:
     T = args.num_checkpoints
     hist = synthetic_series(PAPER, T)
     out = {"sizes": list(PAPER), "num_checkpoints": T}
-    # warm-up on a 2-checkpoint series: compiles the per-architecture programs
+    # warm-up on one chunk (8 checkpoints = analyze's batch_size): compiles the per-architecture
+    # programs at the chunk shape the series uses (a shorter warm-up compiles another shape)
     t0 = time.perf_counter()
-    tapjax.analyze(synthetic_series(PAPER, 2), progress=False)
+    tapjax.analyze(synthetic_series(PAPER, min(8, T)), progress=False)
     out["new_compile_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     a = tapjax.analyze(hist, progress=args.progress)
@@ -90,6 +91,7 @@ def part_series(args) -> dict:
     out["new_info_methods"] = {k: a.info.get(k) for k in ("level_method", "level_spacing", "timings")
                                if k in a.info}
     out["T_c_first_last"] = [float(a.T_c[0]), float(a.T_c[-1])]
+    out["spectra_side_by_side"] = spectra_side_by_side(hist)
     nb = min(args.baseline_checkpoints, T)
     if nb > 0:
         old = old_analysis_module()
@@ -103,6 +105,28 @@ def part_series(args) -> dict:
         a_sub = tapjax.analyze(sub, progress=False)
         out["max_rel_diff_T_c_vs_old"] = float(np.nanmax(np.abs(a_sub.T_c / b.T_c - 1)))
     return out
+
+
+def spectra_side_by_side(hist, chunk: int = 8) -> dict:
+    """Dense spectra of I − M(β) for one chunk: ``jnp.linalg.eigvalsh`` (eigenvectors computed and
+    dropped) vs the CPU path the analysis uses (LAPACK syevd, eigenvalues only), same process."""
+    from tapjax import analysis  # pylint: disable=import-outside-toplevel
+    ws = [np.asarray(w[:chunk]) for w in hist.weights]
+    b = np.full(ws[0].shape[0], 0.55, np.float32)
+    out = {}
+    for name, f in (("jnp_eigvalsh", lambda: np.asarray(analysis._chunk_spectra_device(ws, b))),
+                    ("lapack_eigenvalues_only", lambda: analysis._chunk_spectra(ws, b))):
+        f()
+        best = min(_timed(f) for _ in range(2))
+        out[f"{name}_per_checkpoint_s"] = best / len(b)
+    out["ratio"] = out["jnp_eigvalsh_per_checkpoint_s"] / out["lapack_eigenvalues_only_per_checkpoint_s"]
+    return out
+
+
+def _timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
 
 
 def part_deep(args) -> dict:
