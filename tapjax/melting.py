@@ -43,12 +43,13 @@ Eigenvector backends (``backend``):
   * ``"lanczos"``: matrix-free Lanczos with full reorthogonalization
     (:func:`tapjax.tap.lanczos_tridiagonal`), Ritz vector; :math:`O(\#W + mN)` memory;
   * ``"recurrence"`` (β_c only): inverse subspace iteration with the block :math:`LDL^\top`
-    factors of the recurrence (eqs. 26–27) at the shift :math:`\lambda^*`, where
+    factors of the recurrence (eqs. 26–27; :func:`tapjax.levels.factorize` /
+    :func:`tapjax.levels.solve`) at the shift :math:`\lambda^*`, where
     :math:`A - \lambda^* I` is singular at β_c by construction — the null vector costs about one
     more recurrence step; :math:`O(L n^2)` memory for the stored inverse Cholesky factors. The
     shift is put δ = 10³·eps·(1 + |λ*|) below λ* so that the leading pivots stay positive
     definite at the (non-PD) upper end of the search bracket; should one still fail, Lanczos is
-    used instead (``lax.cond``).
+    used instead (``lax.cond`` on ``BlockLDL.earlier_ok``).
 
 Traced calls cannot reject non-finite weights (that needs concrete arrays); NaN/Inf weights give
 a NaN T_c / λ_min, never a number.
@@ -68,10 +69,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tapjax import recurrence, tap
-from tapjax.spin_model import (LayeredCouplings, couplings, dense_bond_matrix, equal_block_runs,
-                               join_layers,
-                               row_square_sums, split_layers)
+from tapjax import levels, recurrence, tap
+from tapjax.spin_model import (LayeredCouplings, couplings, join_layers, row_square_sums,
+                               split_layers)
 
 Backend = Literal["dense", "lanczos"]
 CriticalBackend = Literal["dense", "lanczos", "recurrence"]
@@ -192,88 +192,7 @@ def least_eigenpair(c: LayeredCouplings, beta, backend: Backend = "dense", *, nu
     raise ValueError(f"backend={backend!r}: use 'dense' or 'lanczos'")
 
 
-# ---- block LDLᵀ of A − σI (eqs. 26–27) and inverse subspace iteration (backend "recurrence")
-
-
-def _scan(f, carry, xs, reverse=False):
-    """``lax.scan`` over a run; a run of one (possibly non-square) step is applied directly."""
-    if jax.tree_util.tree_leaves(xs)[0].shape[0] == 1:
-        carry, y = f(carry, jax.tree_util.tree_map(lambda x: x[0], xs))
-        return carry, jax.tree_util.tree_map(lambda x: x[None], y)
-    return jax.lax.scan(f, carry, xs, reverse=reverse)
-
-
-def _cho_solve(Linv, y):
-    """``D⁻¹ y = L⁻ᵀ L⁻¹ y`` from the inverse Cholesky factor (matmuls: the sweeps reuse it)."""
-    return Linv.T @ (Linv @ y)
-
-
-class _Factors(NamedTuple):
-    a0: jax.Array                 # D_0 = diag(a0)
-    chol: tuple                   # per run: (k1-k0, n, n) inverse Cholesky factors L⁻¹ of D_{k-1}
-    last: tuple                   # eigh of D_L: (lam, Q)
-
-
-def _factorize(c: LayeredCouplings, beta, shift) -> _Factors:
-    """Block LDLᵀ of ``(1 − shift) I − M(β)``: D_k = diag(a_k) − β² W_kᵀ D_{k−1}⁻¹ W_k (eq. 26)."""
-    a = [1.0 - shift + beta ** 2 * rk for rk in row_square_sums(c)]
-    w1 = c.weights[0]
-    D = jnp.diag(a[1]) - beta ** 2 * (w1.T @ (w1 / a[0][:, None]))
-    chol = []
-
-    def step(D, xs):
-        w, ak = xs
-        Lc = jnp.linalg.cholesky(D)
-        Linv = jax.scipy.linalg.solve_triangular(Lc, jnp.eye(D.shape[0], dtype=D.dtype), lower=True)
-        Y = Linv @ w
-        return jnp.diag(ak) - beta ** 2 * (Y.T @ Y), Linv
-
-    for k0, k1 in equal_block_runs(c):
-        D, Ls = _scan(step, D, (jnp.stack(c.weights[k0 - 1:k1 - 1]), jnp.stack(a[k0:k1])))
-        chol.append(Ls)
-    return _Factors(a[0], tuple(chol), jnp.linalg.eigh(D))
-
-
-def _ldl_solve(c: LayeredCouplings, beta, f: _Factors, b: Sequence[jax.Array]) -> list[jax.Array]:
-    """``x = A⁻¹ b`` for per-layer blocks ``b_k (N_k, m)`` with the factors of :func:`_factorize`.
-
-    Forward: z_0 = b_0/a_0, y_k = b_k + β W_kᵀ z_{k−1}, z_k = D_k⁻¹ y_k; back:
-    x_L = z_L, x_{k−1} = z_{k−1} + β D_{k−1}⁻¹ W_k x_k. The last pivot (singular at β_c) is
-    inverted through its eigh with eigenvalues clamped away from 0 (inverse iteration only
-    needs the direction).
-    """
-    L = c.num_layers
-    lam, Q = f.last
-    tiny = jnp.finfo(lam.dtype).eps * jnp.max(jnp.abs(lam))
-    lam = jnp.where(jnp.abs(lam) < tiny, jnp.where(lam < 0, -tiny, tiny), lam)
-    z = [None] * (L + 1)
-    z[0] = b[0] / f.a0[:, None]
-    y = b[1] + beta * (c.weights[0].T @ z[0])
-    for (k0, k1), Ls in zip(equal_block_runs(c), f.chol):
-        def fwd(y, xs):
-            Lc, w, bk = xs
-            zk = _cho_solve(Lc, y)
-            return bk + beta * (w.T @ zk), zk
-
-        y, zs = _scan(fwd, y, (Ls, jnp.stack(c.weights[k0 - 1:k1 - 1]), jnp.stack(b[k0:k1])))
-        for i, k in enumerate(range(k0, k1)):
-            z[k - 1] = zs[i]
-    z[L] = Q @ ((Q.T @ y) / lam[:, None])
-    x = [None] * (L + 1)
-    x[L] = z[L]
-    xk = z[L]
-    for (k0, k1), Ls in reversed(list(zip(equal_block_runs(c), f.chol))):
-        def bwd(xk, xs):
-            Lc, w, zk = xs
-            xm = zk + beta * _cho_solve(Lc, w @ xk)
-            return xm, xm
-
-        zs = jnp.stack([z[k - 1] for k in range(k0, k1)])
-        xk, xs = _scan(bwd, xk, (Ls, jnp.stack(c.weights[k0 - 1:k1 - 1]), zs), reverse=True)
-        for i, k in enumerate(range(k0, k1)):
-            x[k - 1] = xs[i]
-    x[0] = z[0] + beta * (c.weights[0] @ xk) / f.a0[:, None]
-    return x
+# ---- inverse subspace iteration on the block LDLᵀ factors (backend "recurrence")
 
 
 def _eigenpair_recurrence(c: LayeredCouplings, beta, shift, num_iter: int, num_vectors: int,
@@ -287,16 +206,14 @@ def _eigenpair_recurrence(c: LayeredCouplings, beta, shift, num_iter: int, num_v
     # by δ below keeps the leading pivots D_0..D_{L-1} positive definite (interlacing) while
     # λ_min stays the nearest eigenvalue (convergence factor ≈ δ / gap per sweep).
     eps = jnp.finfo(c.dtype).eps
-    f = _factorize(c, beta, shift - 1e3 * eps * (1.0 + jnp.abs(shift)))
-    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(f)]))
+    f = levels.factorize(c, beta, shift - 1e3 * eps * (1.0 + jnp.abs(shift)), "cholesky")
     r = join_layers(row_square_sums(c))
 
     def inverse_iteration(_):
         X = jax.random.normal(jax.random.PRNGKey(seed), (c.num_spins, num_vectors), c.dtype)
         X = jnp.linalg.qr(X)[0]
         for _ in range(num_iter):
-            X = join_layers(_ldl_solve(c, beta, f, split_layers(c, X)))
-            X = jnp.linalg.qr(X)[0]
+            X = jnp.linalg.qr(levels.solve(f, X))[0]
         AX = tap.tap_matvec(c, beta, X, r)
         theta, S = jnp.linalg.eigh(X.T @ AX)        # Rayleigh–Ritz on the block
         x = X @ S[:, 0]
@@ -304,7 +221,7 @@ def _eigenpair_recurrence(c: LayeredCouplings, beta, shift, num_iter: int, num_v
         return LeastEigenpair(theta[0], x, theta[1] - theta[0], jnp.linalg.norm(ax - theta[0] * x))
 
     # an earlier pivot that is not PD in floating point (long float32 chains): Lanczos instead
-    return jax.lax.cond(ok, inverse_iteration,
+    return jax.lax.cond(f.earlier_ok, inverse_iteration,
                         lambda _: _eigenpair_lanczos(c, beta, 160, seed), None)
 
 
@@ -503,7 +420,7 @@ def critical_point(weights, threshold, beta_max, *, hint=None, rtol: float | Non
 
 
 # --------------------------------------------------------------------------- reference λ*
-@jax.tree_util.register_pytree_node_class
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class ReferenceLevel:
     """The section-3.2 threshold as a differentiable function of the reference (t = 0) weights.
@@ -516,14 +433,6 @@ class ReferenceLevel:
 
     couplings: LayeredCouplings
     beta: jax.Array
-
-    def tree_flatten(self):
-        return (self.couplings, self.beta), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        del aux
-        return cls(*children)
 
 
 @functools.partial(jax.jit, static_argnames=("backend", "num_iter"))

@@ -30,7 +30,7 @@ from tapjax.errors import CouplingsError
 _HALF_FLOATS = ("float16", "bfloat16")  # upcast to float32: no LAPACK kernels in half precision
 
 
-@jax.tree_util.register_pytree_node_class
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class LayeredCouplings:
     """Coupling blocks ``(W^(1), ..., W^(L))`` of a layered spin model (a JAX pytree).
@@ -38,17 +38,16 @@ class LayeredCouplings:
     Each ``W^(k)`` has shape ``(..., N_{k-1}, N_k)``; leading batch axes (e.g. a stack of
     checkpoints) are allowed and must agree across blocks, so ``jax.vmap`` maps over them.
     Construct with :func:`couplings` to get input validation.
+
+    The pytree's leaves are the blocks in layer order (``W^(1)`` first), no static data; a list
+    passed as ``weights`` is stored as a tuple, so every instance has the same tree structure.
     """
 
     weights: tuple[jax.Array, ...]
 
-    def tree_flatten(self):
-        return self.weights, None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        del aux
-        return cls(tuple(children))
+    def __post_init__(self):
+        if not isinstance(self.weights, tuple):
+            object.__setattr__(self, "weights", tuple(self.weights))
 
     @property
     def num_layers(self) -> int:
