@@ -17,11 +17,14 @@ import os
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", "/work/runs/seeds_standard_lr1e-4/standard_seed0", "Run directory (read only).")
-flags.DEFINE_list("indices", ["0", "7", "-1"], "Checkpoint indices (0 = the reference, t = 0).")
-flags.DEFINE_string("out", "docs/figures/attribution", "Output prefix (.png and .json).")
-flags.DEFINE_enum("backend", "recurrence", ["recurrence", "lanczos", "dense"], "Eigenvector at β_c.")
-flags.DEFINE_bool("x64", False, "Float64 (default float32).")
+
+
+def _define_flags() -> None:
+    flags.DEFINE_string("run", "/work/runs/seeds_standard_lr1e-4/standard_seed0", "Run directory (read only).")
+    flags.DEFINE_list("indices", ["0", "7", "-1"], "Checkpoint indices (0 = the reference, t = 0).")
+    flags.DEFINE_string("out", "docs/figures/attribution", "Output prefix (.png and .json).")
+    flags.DEFINE_enum("backend", "recurrence", ["recurrence", "lanczos", "dense"], "Eigenvector at β_c.")
+    flags.DEFINE_bool("x64", False, "Float64 (default float32).")
 
 
 def summarize(ra) -> dict:
@@ -46,9 +49,8 @@ def summarize(ra) -> dict:
 
 
 def plot(ra, path: str) -> None:
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    from .common import pyplot, save_figure  # pylint: disable=import-outside-toplevel
+    plt = pyplot()
     import numpy as np
     T, L = len(ra.t), len(ra.per_neuron) - 1
     fig, axes = plt.subplots(T, 3, figsize=(11, 3.2 * T), squeeze=False,
@@ -80,21 +82,16 @@ def plot(ra, path: str) -> None:
         ax.set_xlabel("output unit")
         shares = ", ".join(f"{x:.2f}" for x in ra.per_layer[i] / ra.per_layer[i].sum())
         ax.set_title(f"output units\nshare of W^(1..L): {shares}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv):
     del argv
-    import jax
-    if FLAGS.x64:
-        jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-
-    from tapjax import melting
+    from .common import use_precision  # pylint: disable=import-outside-toplevel
+    dtype = use_precision(FLAGS.x64)
+    from tapjax import melting  # pylint: disable=import-outside-toplevel
     ra = melting.attribute_run(FLAGS.run, [int(i) for i in FLAGS.indices], backend=FLAGS.backend,
-                               dtype=jnp.float64 if FLAGS.x64 else jnp.float32)
+                               dtype=dtype)
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
     plot(ra, FLAGS.out + ".png")
     res = summarize(ra)
@@ -106,4 +103,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -35,6 +35,7 @@ import os
 import numpy as np
 from absl import app, flags
 
+from .common import pyplot, save_figure
 from tapjax import analysis as analysis_lib
 from tapjax.analysis import load_analysis
 
@@ -103,11 +104,6 @@ def error_curve(analysis: dict | None, history: list[dict] | None) -> tuple[np.n
     return t[keep], e[keep]
 
 
-def _plt():
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    return plt
 
 
 def time_axis(ax) -> None:
@@ -139,8 +135,20 @@ def _run_label(name: str, a: dict | None) -> str:
     return f"{name.split('_')[0]} (t ≤ {t.max():g})"
 
 
+def _end_panels(axes, analysis_dir, lr, key):
+    """One panel per net kind (Figs. 5, 7, 9): yields ``(ax, kind, name, ends)`` with the run's
+    end-point results, or ``ends=None`` (the panel then says "no data") where they lack ``key``."""
+    for ax, kind in zip(axes, KINDS):
+        name = config_name(kind, lr)
+        e = load_results(analysis_dir, name, ends=True)
+        if e is None or key not in e:
+            _no_data(ax, name)
+            e = None
+        yield ax, kind, name, e
+
+
 def fig4(analysis_dir, runs, path, lr="1e-4") -> dict:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     data = {}
     for kind in KINDS:
@@ -160,22 +168,16 @@ def fig4(analysis_dir, runs, path, lr="1e-4") -> dict:
     ax.set_ylabel("validation error rate")
     ax.set_title(f"Fig. 4: validation error, lr={lr}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return data
 
 
 def fig5(analysis_dir, path, lr="1e-4") -> dict:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     data = {}
-    for ax, kind in zip(axes, KINDS):
-        name = config_name(kind, lr)
-        e = load_results(analysis_dir, name, ends=True)
-        if e is None or "curves" not in e:
-            _no_data(ax, name)
-        else:
+    for ax, kind, name, e in _end_panels(axes, analysis_dir, lr, "curves"):
+        if e is not None:
             b = e["betas"]
             for row, (ls, when) in enumerate((("--", "before"), ("-", "after"))):
                 row = 0 if when == "before" else len(e["t"]) - 1
@@ -190,15 +192,13 @@ def fig5(analysis_dir, path, lr="1e-4") -> dict:
         ax.set_xlabel(r"$\beta$")
         ax.set_ylabel(r"$\lambda_{\min}(I_N - M)$")
         ax.set_title(f"Fig. 5: {kind}, lr={lr}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return data
 
 
 def fig_time_series(analysis_dir, path, lr: str, title: str) -> dict:
     """Figs. 6 and 8: T_c, λ_max(J), s0/s_typ vs t."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(3, 1, figsize=(5.5, 9), sharex=True)
     data = {}
     analytic = None
@@ -227,22 +227,16 @@ def fig_time_series(analysis_dir, path, lr: str, title: str) -> dict:
     axes[0].legend(fontsize=7)
     axes[0].set_title(title)
     axes[-1].set_xlabel("training time t (epochs)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return data
 
 
 def _spectrum_fig(analysis_dir, path, lr, key, xlabel, title, bins=80) -> dict:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     data = {}
-    for ax, kind in zip(axes, KINDS):
-        name = config_name(kind, lr)
-        e = load_results(analysis_dir, name, ends=True)
-        if e is None or key not in e:
-            _no_data(ax, name)
-        else:
+    for ax, kind, name, e in _end_panels(axes, analysis_dir, lr, key):
+        if e is not None:
             sp = e[key]
             finite = sp[np.isfinite(sp)]
             rng = (finite.min(), finite.max()) if finite.size else None
@@ -265,9 +259,7 @@ def _spectrum_fig(analysis_dir, path, lr, key, xlabel, title, bins=80) -> dict:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("spectral density")
         ax.set_title(f"{title}: {kind}, lr={lr}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return data
 
 
@@ -328,7 +320,7 @@ def single_run_figures(path: str, out_dir: str, *, reference: str = "auto", prog
         raise NothingToDraw(f"{path}: {e} ({where})") from e
     err = np.asarray(a.val_error, float)
     if np.isfinite(err).any() and np.isfinite(np.asarray(a.t, float)).all():
-        plt = _plt()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(5.5, 3.5))
         ok = np.isfinite(err) & (err > 0)
         ax.plot(np.asarray(a.t)[ok], err[ok], "o-", ms=3)
@@ -339,10 +331,8 @@ def single_run_figures(path: str, out_dir: str, *, reference: str = "auto", prog
         ax.set_xlabel("training time t")
         ax.set_ylabel("validation error")
         ax.set_title(name)
-        fig.tight_layout()
         files["val_error"] = os.path.join(out_dir, f"{name}_val_error.png")
-        fig.savefig(files["val_error"], dpi=120)
-        plt.close(fig)
+        save_figure(fig, files["val_error"])
     return {"files": files, "source": where, "summary": a.summary()}
 
 

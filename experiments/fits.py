@@ -109,9 +109,8 @@ def run_observables(a: dict, history: list | None, *, t_min: float = 0.0, min_po
 
 
 def plot_fits(results: dict, analysis_dir: str, path: str) -> None:
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    from .common import pyplot, save_figure  # pylint: disable=import-outside-toplevel
+    plt = pyplot()
     names = [n for n in CONFIG_NAMES if n in results]
     ncol = max(1, len(names))
     fig, axes = plt.subplots(2, ncol, figsize=(4.2 * ncol, 6.5), squeeze=False)
@@ -150,9 +149,7 @@ def plot_fits(results: dict, analysis_dir: str, path: str) -> None:
             ax.set_title(name, fontsize=9)
             ax.legend(fontsize=6)
         axes[-1, j].set_xlabel("t (epochs)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def fit_all(analysis_dir: str, runs: dict[str, str], out_dir: str, *, t_min: float = 0.0,

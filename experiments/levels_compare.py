@@ -198,9 +198,8 @@ def compare_levels(workdir: str, *, analysis_prefix: str | None = None, max_chec
 
 
 def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    from .common import pyplot, save_figure  # pylint: disable=import-outside-toplevel
+    plt = pyplot()
     from .figures import time_axis  # pylint: disable=import-outside-toplevel
     rows = doc["rows"]
     t = np.array([r["t"] for r in rows])
@@ -234,9 +233,7 @@ def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
         ax.set_ylabel(r"$s_0/s_{\rm typ}$ relative to t = 0")
         ax.set_title(f"{label}: {title}", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path_levels, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path_levels)
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for key, lab, st in (("r_IM_global", r"$I-M$ at $T_c$, all levels", "o-"),
                          (f"r_IM_low_k{k}", rf"$I-M$ at $T_c$, lowest {k}", "s-"),
@@ -250,9 +247,7 @@ def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
     ax.set_ylabel(r"$\langle r\rangle$")
     ax.set_title(f"{label}: spacing ratio", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path_r, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path_r)
 
 
 def write_outputs(doc: dict, out_dir: str, label: str, figures_dir: str | None, k_plot: int) -> list[str]:

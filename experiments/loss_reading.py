@@ -223,8 +223,9 @@ def paired_seed0(ww_analysis: dict, a: dict) -> dict:
 def plot_kind(ww: dict, runs: list[tuple[str, dict, list | None]], path: str, title: str,
               vline: float | None = None) -> None:
     """T_c(t), λ_max(J)(t), validation error: the Weston–Watkins seed band and the one-vs-rest run(s)."""
-    from .figures import _plt, error_curve  # pylint: disable=import-outside-toplevel,protected-access
-    plt = _plt()
+    from .common import pyplot, save_figure  # pylint: disable=import-outside-toplevel
+    from .figures import error_curve  # pylint: disable=import-outside-toplevel
+    plt = pyplot()
     keys = (("T_c", r"$T_c$"), ("lambda_max_J", r"$\lambda_{\max}(J)$"), ("val_error", "validation error"))
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     n = ww["table1"]["final_val_error"]["n"]
@@ -252,9 +253,7 @@ def plot_kind(ww: dict, runs: list[tuple[str, dict, list | None]], path: str, ti
         ax.set_ylabel(lab)
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _f(x, d=4):
@@ -265,6 +264,22 @@ def _spread_cell(s: dict, d=4) -> str:
     if not s.get("n"):
         return "—"
     return f"{s['mean']:.{d}f} ± {s.get('std', float('nan')):.{d}f} [{s['min']:.{d}f}–{s['max']:.{d}f}]"
+
+
+def _fit_cells(comps, q: str, key: str, ci_key: str, j: int, d: int, failed: str | None) -> list[str]:
+    """Table cells of the j-th ``key`` ("exponents" / "breaks") of each comparison's same-breaks
+    fit of quantity ``q``: value [CI], where it falls against the Weston–Watkins seeds; a failed
+    fit shows ``failed`` (None: its error message)."""
+    cells = []
+    for c in comps:
+        fv = c["fits"][q]
+        sv = fv["same_breaks"]
+        if "error" in sv:
+            cells.append(sv["error"] if failed is None else failed)
+            continue
+        ci = sv[ci_key][j]
+        cells.append(f"{sv[key][j]:.{d}f} [{ci[0]:.{d}f}, {ci[1]:.{d}f}], {_where(fv['vs_ww'][key][j])}")
+    return cells
 
 
 def _where(v: dict) -> str:
@@ -305,26 +320,10 @@ def markdown(doc: dict) -> str:
             wf = ww["fits"][q]
             nb = wf["num_breaks"]
             for j in range(nb + 1):
-                cells = []
-                for c in comps:
-                    fv = c["fits"][q]
-                    sv = fv["same_breaks"]
-                    if "error" in sv:
-                        cells.append(sv["error"])
-                        continue
-                    ci = sv["bootstrap_exponent_ci"][j]
-                    cells.append(f"{sv['exponents'][j]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}], {_where(fv['vs_ww']['exponents'][j])}")
+                cells = _fit_cells(comps, q, "exponents", "bootstrap_exponent_ci", j, 3, None)
                 lines.append(f"| {q} α{j + 1} ({nb} breaks) | {_spread_cell(wf['exponents'][j], 3)} | " + " | ".join(cells) + " |")
             for j in range(nb):
-                cells = []
-                for c in comps:
-                    fv = c["fits"][q]
-                    sv = fv["same_breaks"]
-                    if "error" in sv:
-                        cells.append("—")
-                        continue
-                    ci = sv["breaks_ci"][j]
-                    cells.append(f"{sv['breaks'][j]:.1f} [{ci[0]:.1f}, {ci[1]:.1f}], {_where(fv['vs_ww']['breaks'][j])}")
+                cells = _fit_cells(comps, q, "breaks", "breaks_ci", j, 1, "—")
                 lines.append(f"| {q} break t{j + 1} | {_spread_cell(wf['breaks'][j], 1)} | " + " | ".join(cells) + " |")
             cells = []
             for c in comps:

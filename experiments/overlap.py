@@ -32,6 +32,7 @@ import warnings
 import numpy as np
 from absl import app, flags
 
+from .common import pyplot, save_figure
 from tapjax.overlap.shape import onset_temperature, pq_shape, temperature_index
 
 @dataclasses.dataclass(frozen=True)
@@ -283,16 +284,9 @@ def best_window(m: np.ndarray, side: int) -> dict:
 
 
 # --------------------------------------------------------------------------- figures
-def _plt():
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    return plt
-
-
 def plot_training(path, series: dict):
     """Qbar(T) at several training times: global and hidden layer 1, per net type."""
-    plt = _plt()
+    plt = pyplot()
     kinds = list(series)
     fig, axes = plt.subplots(2, len(kinds), figsize=(5.2 * len(kinds), 7.5), squeeze=False)
     for j, kind in enumerate(kinds):
@@ -314,14 +308,12 @@ def plot_training(path, series: dict):
             ax.set_ylabel(r"$\bar Q$ = mean$_{a<b}|q_{ab}|$" + (" (all spins)" if i == 0 else " (hidden layer 1)"))
             ax.set_title(f"{kind}: " + ("global" if i == 0 else "layer 1") + "  (dashed: TAP $T_c$)")
         axes[0, j].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_pq(path, panels: list):
     """P(q) of hidden layer 1 at temperatures below each net's TAP T_c: untrained vs trained."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (title, res, fracs) in zip(axes[0], panels):
         edges = res.bin_edges
@@ -335,14 +327,12 @@ def plot_pq(path, panels: list):
         ax.set_ylabel("P(q)")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_maps(path, groups: dict, indices: dict, side: int):
     """Input-layer site overlaps (28×28) of each net, the planted patch outlined."""
-    plt = _plt()
+    plt = pyplot()
     cols = max(len(v) for v in groups.values())
     fig, axes = plt.subplots(len(groups), cols, figsize=(2.6 * cols, 2.7 * len(groups)), squeeze=False)
     rows_px = patch_pixels(side) // 28
@@ -364,7 +354,7 @@ def plot_maps(path, groups: dict, indices: dict, side: int):
 
 def plot_group(path, groups: dict, title: str, layers=(None, 0, 1)):
     """Qbar(T) of several groups of nets (global and per layer)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 3.8), squeeze=False)
     colors = plt.get_cmap("tab10")
     for ax, layer in zip(axes[0], layers):
@@ -382,9 +372,7 @@ def plot_group(path, groups: dict, title: str, layers=(None, 0, 1)):
         ax.set_title(("global" if layer is None else f"layer {layer}"), fontsize=9)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 # --------------------------------------------------------------------------- parts
@@ -544,7 +532,7 @@ def part_low_t(cfg: OverlapExperiment, summary, tap_ref):
     long = compute_curve(longer, f"standard_t{float(cfg.epochs):g}_lowT_long", path, temps, tap_ref)
     short = compute_curve(cfg, f"standard_t{float(cfg.epochs):g}", path, cfg.temperatures, tap_ref)
     saved = cfg.n_burn, cfg.n_measure
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
     for res, lab in ((short, f"{saved[0]}+{saved[1]} sweeps, 32 T in [{cfg.t_min:g}, {cfg.t_max:g}]"),
                      (long, f"{4 * saved[0]}+{4 * saved[1]} sweeps, 24 T in [{cfg.t_min:g}, 2]")):
@@ -557,9 +545,7 @@ def part_low_t(cfg: OverlapExperiment, summary, tap_ref):
         ax.set_ylabel(r"$\bar Q$ " + t)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"standard net t={cfg.epochs}: low-temperature region, short vs 4x longer run", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(os.path.join(wd, "overlap_lowT.png"), dpi=110)
-    plt.close(fig)
+    save_figure(fig, os.path.join(wd, "overlap_lowT.png"), dpi=110)
     summary["low_T"] = {"long": row(long), "short": row(short),
                         "long_qbar": long.qbar.tolist(), "long_T": long.temperatures.tolist(),
                         "long_qbar_layer1": long.qbar_layer[:, 1].tolist(),

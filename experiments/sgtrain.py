@@ -21,21 +21,23 @@ import sys
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "runs/sgtrain", "Output directory.")
-flags.DEFINE_integer("seeds", 5, "Number of seeds (0..seeds-1).")
-flags.DEFINE_bool("quick", False, "Fast smoke run: 2 seeds, half the epochs, 4-bit weights, 300 MNIST images.")
-flags.DEFINE_list("tasks", ["diabetes", "mnist"], "Tasks: diabetes, mnist.")
-flags.DEFINE_list("depths", ["1", "2"], "Network depths: 1 and/or 2.")
-flags.DEFINE_list("methods", ["anneal", "langevin", "exact", "ridge", "backprop"],
-                  "Methods to compare.")
-flags.DEFINE_integer("mnist_train", 1000, "MNIST training images.")
-flags.DEFINE_bool("x64", True, "Float64 (the exact solve of a pixel covariance needs it).")
+
+
+def _define_flags() -> None:
+    flags.DEFINE_string("workdir", "runs/sgtrain", "Output directory.")
+    flags.DEFINE_integer("seeds", 5, "Number of seeds (0..seeds-1).")
+    flags.DEFINE_bool("quick", False, "Fast smoke run: 2 seeds, half the epochs, 4-bit weights, 300 MNIST images.")
+    flags.DEFINE_list("tasks", ["diabetes", "mnist"], "Tasks: diabetes, mnist.")
+    flags.DEFINE_list("depths", ["1", "2"], "Network depths: 1 and/or 2.")
+    flags.DEFINE_list("methods", ["anneal", "langevin", "exact", "ridge", "backprop"],
+                      "Methods to compare.")
+    flags.DEFINE_integer("mnist_train", 1000, "MNIST training images.")
+    flags.DEFINE_bool("x64", True, "Float64 (the exact solve of a pixel covariance needs it).")
 
 
 def plot(rows, summary, path: str) -> None:
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    from .common import pyplot, save_figure  # pylint: disable=import-outside-toplevel
+    plt = pyplot()
     import numpy as np  # pylint: disable=import-outside-toplevel
 
     panels = sorted({(r["task"], r["depth"]) for r in rows})
@@ -75,23 +77,19 @@ def plot(rows, summary, path: str) -> None:
         if task == "mnist":
             lo = min(s[key][0] - s[key][1] for s in ss)
             ax.set_ylim(max(0.0, lo - 0.05), 1.0)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv):
     del argv
     import jax  # pylint: disable=import-outside-toplevel
-    if FLAGS.x64:
-        jax.config.update("jax_enable_x64", True)
-    import numpy as np  # pylint: disable=import-outside-toplevel
+    from .common import use_precision  # pylint: disable=import-outside-toplevel
+    dtype = use_precision(FLAGS.x64)
     from tapjax.data import load_dataset  # pylint: disable=import-outside-toplevel
     from tapjax.progress import ProgressBar  # pylint: disable=import-outside-toplevel
     from . import sgtrain_compare as compare  # pylint: disable=import-outside-toplevel
 
     os.makedirs(FLAGS.workdir, exist_ok=True)
-    dtype = np.float64 if FLAGS.x64 else np.float32
     seeds = list(range(2 if FLAGS.quick else FLAGS.seeds))
     n_mnist = 300 if FLAGS.quick else FLAGS.mnist_train
     mnist = load_dataset("embedded") if "mnist" in FLAGS.tasks else None
@@ -127,4 +125,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
