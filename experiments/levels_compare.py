@@ -197,10 +197,19 @@ def compare_levels(workdir: str, *, analysis_prefix: str | None = None, max_chec
             "N": int(sum(w.shape[2] for w in hist.weights) + hist.weights[0].shape[1])}
 
 
+def _time_panel(ax, ylabel: str, title: str, **legend) -> None:
+    """The dressing of every panel here: training time on x (symlog), labels, title, legend."""
+    from .figures import time_axis  # pylint: disable=import-outside-toplevel
+    time_axis(ax)
+    ax.set_xlabel("t (epochs)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, **legend)
+
+
 def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
     from .common import pyplot, save_figure  # pylint: disable=import-outside-toplevel
     plt = pyplot()
-    from .figures import time_axis  # pylint: disable=import-outside-toplevel
     rows = doc["rows"]
     t = np.array([r["t"] for r in rows])
     col = lambda key: np.array([r.get(key, np.nan) for r in rows], float)
@@ -211,11 +220,8 @@ def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
     ax2 = ax.twinx()
     ax2.plot(t, col("T_c") / col("T_c")[0], "k:", lw=1, label=r"$T_c/T_c(0)$")
     ax2.set_ylabel(r"$T_c/T_c(0)$")
-    time_axis(ax)
-    ax.set_xlabel("t (epochs)")
-    ax.set_ylabel(f"split-off levels (edge law fitted to lowest {2 * k})")
-    ax.set_title(f"{label}: levels below the bulk's soft edge", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
+    _time_panel(ax, f"split-off levels (edge law fitted to lowest {2 * k})",
+                f"{label}: levels below the bulk's soft edge", loc="upper left")
     ax2.legend(fontsize=7, loc="lower right")
     for ax, where, title in ((axes[0], "Tc", r"$I-M$ at $T_c$"),
                              (axes[1], "beta_final", r"$I-M$ at fixed $\beta$ = $\beta_c$(last)")):
@@ -227,12 +233,8 @@ def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
             y = col(key)
             ax.plot(t, y / y[0], st, ms=3, lw=1, label=lab)
         ax.axhline(doc["jump_factor"], color="0.6", ls="--", lw=0.8)
-        time_axis(ax)
+        _time_panel(ax, r"$s_0/s_{\rm typ}$ relative to t = 0", f"{label}: {title}")
         ax.set_yscale("log")
-        ax.set_xlabel("t (epochs)")
-        ax.set_ylabel(r"$s_0/s_{\rm typ}$ relative to t = 0")
-        ax.set_title(f"{label}: {title}", fontsize=9)
-        ax.legend(fontsize=7)
     save_figure(fig, path_levels)
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for key, lab, st in (("r_IM_global", r"$I-M$ at $T_c$, all levels", "o-"),
@@ -242,11 +244,7 @@ def plot(doc: dict, k: int, path_levels: str, path_r: str, label: str) -> None:
         ax.errorbar(t, col(key), yerr=col(key + "_se"), fmt=st, ms=3, lw=1, capsize=2, label=lab)
     ax.axhline(spacing.R_GOE, color="k", ls="--", lw=0.8, label=f"GOE {spacing.R_GOE}")
     ax.axhline(spacing.R_POISSON, color="k", ls=":", lw=0.8, label=f"Poisson {spacing.R_POISSON:.3f}")
-    time_axis(ax)
-    ax.set_xlabel("t (epochs)")
-    ax.set_ylabel(r"$\langle r\rangle$")
-    ax.set_title(f"{label}: spacing ratio", fontsize=9)
-    ax.legend(fontsize=7)
+    _time_panel(ax, r"$\langle r\rangle$", f"{label}: spacing ratio")
     save_figure(fig, path_r)
 
 

@@ -66,3 +66,19 @@ def test_attribution_and_sgtrain_plots(tmp_path):
     summary = [{"task": "diabetes", "depth": 1, "method": m, "val_loss": (1.0, 0.1)} for m in ("anneal", "exact")]
     sgtrain.plot(rows, summary, str(tmp_path / "sg.png"))
     assert _is_png(tmp_path / "sg.png")
+
+
+def test_loss_reading_fit_cells():
+    """The exponent / break cells of the loss-reading table (value [CI], z against the seeds)."""
+    from experiments.loss_reading import _fit_cells
+    ok = {"fits": {"T_c": {"same_breaks": {"exponents": [0.12345, 0.5], "bootstrap_exponent_ci": [[0.1, 0.2], [0.4, 0.6]],
+                                           "breaks": [12.34], "breaks_ci": [[10.0, 15.0]]},
+                           "vs_ww": {"exponents": [{"z": 1.25, "in_one_seed_interval": True}, {"z": None}],
+                                     "breaks": [{"z": -3.0, "in_one_seed_interval": False}]}}}}
+    bad = {"fits": {"T_c": {"same_breaks": {"error": "too few points"}, "vs_ww": {}}}}
+    assert _fit_cells([ok, bad], "T_c", "exponents", "bootstrap_exponent_ci", 0, 3, None) == [
+        "0.123 [0.100, 0.200], z = +1.2 (inside)", "too few points"]
+    assert _fit_cells([ok, bad], "T_c", "exponents", "bootstrap_exponent_ci", 1, 3, None)[0] == \
+        "0.500 [0.400, 0.600], —"
+    assert _fit_cells([ok, bad], "T_c", "breaks", "breaks_ci", 0, 1, "—") == [
+        "12.3 [10.0, 15.0], z = -3.0 (**outside**)", "—"]
