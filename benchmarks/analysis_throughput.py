@@ -184,6 +184,12 @@ def part_small(args) -> dict:
     except ImportError as e:
         out["weightwatcher"] = f"not installed ({e.name}); pip install weightwatcher"
         return out
+    with tempfile.TemporaryDirectory() as tmp:   # cold process: import torch + weightwatcher, analyze 6
+        np.savez(os.path.join(tmp, "w.npz"), *[w for w in hist.weights])
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", WW_COLD, os.path.join(tmp, "w.npz"), ",".join(map(str, sizes))],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out["weightwatcher_cold_process_s"] = time.perf_counter() - t0
     times = []
     for i in range(6):
         net = torch.nn.Sequential(*[torch.nn.Linear(m, n, bias=False) for m, n in zip(sizes[:-1], sizes[1:])])
@@ -197,6 +203,19 @@ def part_small(args) -> dict:
     out["weightwatcher_version"] = getattr(ww, "__version__", "?")
     return out
 
+
+WW_COLD = r"""
+import sys
+import numpy as np, torch, weightwatcher as ww
+z = np.load(sys.argv[1]); sizes = [int(v) for v in sys.argv[2].split(",")]
+ws = [z[f"arr_{k}"] for k in range(len(sizes) - 1)]
+net = torch.nn.Sequential(*[torch.nn.Linear(m, n, bias=False) for m, n in zip(sizes[:-1], sizes[1:])])
+for i in range(ws[0].shape[0]):
+    with torch.no_grad():
+        for lin, w in zip(net, ws):
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w[i].T)))
+    ww.WeightWatcher(model=net).analyze()
+"""
 
 MP_WORKER = r"""
 import json, sys
