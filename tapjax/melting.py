@@ -41,7 +41,7 @@ whichever eigenvector the solver returned.
 Eigenvector backends (``backend``):
   * ``"dense"``: ``eigh`` of the :math:`N\times N` matrix (exact; :math:`O(N^2)` memory);
   * ``"lanczos"``: matrix-free Lanczos with full reorthogonalization
-    (:func:`tapjax.tap.lanczos_tridiagonal`), Ritz vector; :math:`O(\#W + mN)` memory;
+    (:func:`tapjax.linalg.lanczos_tridiagonal`), Ritz vector; :math:`O(\#W + mN)` memory;
   * ``"recurrence"`` (β_c only): inverse subspace iteration with the block :math:`LDL^\top`
     factors of the recurrence (eqs. 26–27; :func:`tapjax.levels.factorize` /
     :func:`tapjax.levels.solve`) at the shift :math:`\lambda^*`, where
@@ -69,7 +69,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tapjax import levels, recurrence, tap
+from tapjax import levels, linalg, recurrence, tap
 from tapjax.spin_model import (LayeredCouplings, couplings, join_layers, row_square_sums,
                                split_layers)
 
@@ -167,9 +167,8 @@ def _eigenpair_lanczos(c: LayeredCouplings, beta, num_iter: int, seed: int) -> L
     mv = lambda x: tap.tap_matvec(c, beta, x, r)
     v0 = jax.random.normal(jax.random.PRNGKey(seed), (c.num_spins,), c.dtype)
     m = min(num_iter, c.num_spins)
-    alpha, b, V = tap.lanczos_tridiagonal(mv, v0, m)
-    T = jnp.diag(alpha) + jnp.diag(b[:-1], 1) + jnp.diag(b[:-1], -1)
-    theta, S = jnp.linalg.eigh(T)
+    alpha, b, V = linalg.lanczos_tridiagonal(mv, v0, m)
+    theta, S = linalg.tridiagonal_eigh(alpha, b)
     x = V.T @ S[:, 0]
     x = x / jnp.linalg.norm(x)
     lam = jnp.vdot(x, mv(x))                     # Rayleigh quotient of the Ritz vector
