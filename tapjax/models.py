@@ -18,15 +18,17 @@ Kinds:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tapjax import checkpoints as ckpt
 from tapjax.binarize import step, ste_step
 
+Kind = Literal["binarized", "standard"]
 KINDS = ("binarized", "standard")
 PAPER_WIDTHS = (512, 512, 512, 10)
 
@@ -43,7 +45,7 @@ class ModelConfig:
       use_bias: add biases (they are not part of the spin model).
     """
 
-    kind: str = "standard"
+    kind: Kind = "standard"
     input_dim: int = 784
     widths: tuple[int, ...] = PAPER_WIDTHS
     init_scale: float = 2.0
@@ -64,22 +66,76 @@ class ModelConfig:
         return (self.input_dim, *self.widths)
 
 
-def preprocess(x_uint8: jax.Array, kind: str) -> jax.Array:
+def preprocess(x_uint8: jax.Array, kind: Kind | jax.Array) -> jax.Array:
     """Pixels 0..255 ``(..., d)`` → network input, float32.
 
     binarized: ``step(x/255 - 1/2)`` ∈ {−1, +1} (no pixel equals 127.5 exactly, so the
-    convention step(0)=+1 never matters here); standard: ``x/255``.
+    convention step(0)=+1 never matters here); standard: ``x/255``. ``kind`` is a name of
+    :data:`KINDS`, or a (possibly traced) bool scalar ``is_binarized``: then an elementwise
+    select of the two, for runs of both kinds vmapped in one program (:mod:`tapjax.multirun`).
     """
     x = x_uint8.astype(jnp.float32) / 255.0
-    if kind == "binarized":
-        return step(x - 0.5)
+    if isinstance(kind, str):
+        return step(x - 0.5) if kind == "binarized" else x
+    return jnp.where(kind, step(x - 0.5), x)
+
+
+def hidden_activation(h: jax.Array, kind: Kind | jax.Array) -> jax.Array:
+    """The hidden-layer nonlinearity: ``ste_step`` (binarized, eqs. 28–29) or ReLU (standard).
+
+    ``kind`` as in :func:`preprocess`; a bool ``is_binarized`` gives ``where(is_binarized,
+    ste_step(h), relu(h))`` (the gradient flows through the selected branch only).
+    """
+    if isinstance(kind, str):
+        return ste_step(h) if kind == "binarized" else nn.relu(h)
+    return jnp.where(kind, ste_step(h), nn.relu(h))
+
+
+def forward(params: dict[str, Any], x: jax.Array, kind: Kind | jax.Array) -> jax.Array:
+    r"""The MLP as a pure function: scores ``(batch, N_L)`` of preprocessed inputs ``x`` ``(batch, N_0)``.
+
+    :math:`h^{(k)} = \phi(h^{(k-1)} W^{(k)} [+ b^{(k)}])` on the hidden layers, linear output;
+    :math:`\phi` = :func:`hidden_activation` of ``kind`` (a name, or a traced bool
+    ``is_binarized``). Layers in natural name order (:func:`tapjax.checkpoints.layer_order`).
+    :class:`MLP` only declares the parameters and calls this function, so ``MLP.apply``, the
+    trainer and the vmapped trainer share one forward.
+    """
+    names = ckpt.layer_order(list(params))
+    for k, name in enumerate(names):
+        x = x @ params[name]["kernel"]
+        if "bias" in params[name]:
+            x = x + params[name]["bias"]
+        if k < len(names) - 1:
+            x = hidden_activation(x, kind)
     return x
+
+
+def num_wrong(params: dict[str, Any], x: jax.Array, y: jax.Array, kind: Kind | jax.Array) -> jax.Array:
+    """Number of misclassified samples (argmax of :func:`forward`) of preprocessed ``x``; int scalar."""
+    return jnp.sum(jnp.argmax(forward(params, x, kind), -1) != y)
+
+
+class _Dense(nn.Module):
+    """The parameters of one ``nn.Dense`` layer (same names, shapes, init and PRNG path)."""
+
+    features: int
+    use_bias: bool
+    kernel_init: Any
+
+    @nn.compact
+    def __call__(self, n_in: int) -> dict[str, jax.Array]:
+        p = {"kernel": self.param("kernel", self.kernel_init, (n_in, self.features), jnp.float32)}
+        if self.use_bias:
+            p["bias"] = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return p
 
 
 class MLP(nn.Module):
     """784-512-512-512-10 (configurable) MLP; input must already be :func:`preprocess`-ed.
 
-    ``__call__(x)``: ``x`` float ``(batch, N_0)`` → scores ``(batch, N_L)``.
+    ``__call__(x)``: ``x`` float ``(batch, N_0)`` → scores ``(batch, N_L)``, computed by
+    :func:`forward`; the module declares the parameters ``layer1..layerL`` (``kernel``
+    ``(N_{k-1}, N_k)``, optional ``bias``) and their init, nothing else.
     """
 
     config: ModelConfig
@@ -88,13 +144,11 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         cfg = self.config
         init = nn.initializers.variance_scaling(cfg.init_scale, "fan_in", "normal")
-        act = ste_step if cfg.kind == "binarized" else nn.relu
-        n_layers = len(cfg.widths)
+        params, n_in = {}, x.shape[-1]
         for k, width in enumerate(cfg.widths):
-            x = nn.Dense(width, use_bias=cfg.use_bias, kernel_init=init, name=f"layer{k + 1}")(x)
-            if k < n_layers - 1:
-                x = act(x)
-        return x
+            params[f"layer{k + 1}"] = _Dense(width, cfg.use_bias, init, name=f"layer{k + 1}")(n_in)
+            n_in = width
+        return forward(params, x, cfg.kind)
 
 
 def init_params(config: ModelConfig, key: jax.Array) -> dict[str, Any]:
@@ -120,19 +174,29 @@ def apply(config: ModelConfig, params: dict[str, Any], x_uint8: jax.Array) -> ja
     return MLP(config).apply({"params": params}, preprocess(x_uint8, config.kind))
 
 
+def error_fraction(count_fn, params: Any, x: jax.Array, y: jax.Array, batch: int = 10000) -> np.ndarray:
+    """``Σ_b count_fn(params, x_b, y_b) / n`` over batches of ``batch`` samples, float64.
+
+    ``count_fn`` returns the misclassified count of a batch: a scalar for one run, ``(R,)`` for
+    R vmapped runs (the result has that shape). The counts are summed exactly (integers).
+    """
+    total = 0
+    for i in range(0, x.shape[0], batch):
+        total = total + np.asarray(count_fn(params, x[i:i + batch], y[i:i + batch]))
+    return np.asarray(total, np.float64) / max(1, x.shape[0])
+
+
 def error_rate(config: ModelConfig, params: dict[str, Any], x_uint8: jax.Array,
                y: jax.Array, batch: int = 10000) -> float:
-    """Fraction of misclassified samples (argmax of the scores)."""
-    fn = jax.jit(lambda p, xb, yb: jnp.sum(jnp.argmax(apply(config, p, xb), -1) != yb))
-    wrong = 0
-    for i in range(0, x_uint8.shape[0], batch):
-        wrong += int(fn(params, x_uint8[i:i + batch], y[i:i + batch]))
-    return wrong / max(1, x_uint8.shape[0])
+    """Fraction of misclassified samples of raw uint8 images (argmax of the scores)."""
+    fn = jax.jit(lambda p, xb, yb: num_wrong(p, preprocess(xb, config.kind), yb, config.kind))
+    return float(error_fraction(fn, params, x_uint8, y, batch))
 
 
 def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**{**d, "widths": tuple(d["widths"])})
 
 
-__all__ = ["KINDS", "MLP", "ModelConfig", "PAPER_WIDTHS", "apply", "config_from_dict",
-           "error_rate", "init_params", "preprocess", "weights_from_params"]
+__all__ = ["KINDS", "Kind", "MLP", "ModelConfig", "PAPER_WIDTHS", "apply", "config_from_dict",
+           "error_fraction", "error_rate", "forward", "hidden_activation", "init_params",
+           "num_wrong", "preprocess", "weights_from_params"]

@@ -4,16 +4,20 @@ The four Table 1 configurations — {binarized, standard} × lr ∈ {1e-4, 1e-6}
 architecture 784-512-512-512-10, the batch size, the loss and the optimizer; they differ in a
 scalar (the learning rate), the PRNG seed, and the *kind* (input preprocessing and hidden
 activation). This module stacks the runs' parameters and optimizer states along a leading
-"run" axis and :func:`jax.vmap`-s one SGD-momentum step over it, inside the same
-:func:`jax.lax.scan` over mini-batches as :func:`tapjax.training.make_chunk_fn`:
+"run" axis; the chunk program is :func:`jax.vmap` of the single-run chunk
+:func:`tapjax.training.chunk_step` — the same scan over mini-batches and the same
+SGD-momentum step as :func:`tapjax.training.make_chunk_fn` — and the host loop is
+:func:`tapjax.training.run_chunks`, the one :func:`tapjax.training.train` runs:
 
-* per-run **learning rate and momentum** are traced arrays: ``optax.sgd(lr, momentum)`` is
-  built inside the vmapped step, so the update is exactly :func:`tapjax.training.make_optimizer`'s;
+* per-run **learning rate and momentum** are the traced entries of a
+  :class:`~tapjax.training.RunHyper`: :func:`tapjax.training.make_optimizer` builds
+  ``optax.sgd(lr, momentum)`` inside the vmapped step;
 * per-run **shuffles**: each run's batch indices come from its own seed
   (:func:`tapjax.training.epoch_batches`), shape ``(R, steps, batch)``;
-* the **kind switch** is an elementwise select (``where(is_binarized, ste_step(h), relu(h))``
-  and the same for the input preprocessing), so binarized and standard runs share one program
-  and every matmul is batched over all runs; gradients flow only through the selected branch.
+* the **kind switch** is the traced ``is_binarized`` of :func:`tapjax.models.forward` /
+  :func:`tapjax.models.preprocess` (an elementwise select), so binarized and standard runs share
+  one program and every matmul is batched over all runs; gradients flow only through the
+  selected branch. Inputs are raw pixels, preprocessed per batch inside the step.
 
 A run of :func:`train_many` is numerically the run :func:`tapjax.training.train` makes from the
 same :class:`~tapjax.training.TrainConfig` (same init, shuffles and updates, up to float rounding
@@ -23,7 +27,6 @@ of batched vs unbatched matmuls), and it writes the same checkpoint files, so
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -32,17 +35,15 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from tapjax import checkpoints as ckpt
-from tapjax.binarize import ste_step
 from tapjax.data import Dataset
-from tapjax.locking import WorkdirLock
-from tapjax.losses import mean_loss
-from tapjax.models import init_params, preprocess
-from tapjax.training import (TrainConfig, TrainResult, checkpoint_steps, clean_stale_files,
-                             config_fingerprint, epoch_batches, scan_compiler_options, sgd_scan,
-                             state_arrays, steps_per_epoch)
+from tapjax.losses import LossName
+from tapjax.models import error_fraction, init_params, num_wrong, preprocess
+from tapjax.models import forward as _model_forward
+from tapjax.training import (ChunkProgram, RunHyper, RunLog, TrainConfig, TrainResult,
+                             checkpoint_steps, chunk_step, epoch_batches, locked_workdirs,
+                             make_optimizer, run_chunks, scan_compiler_options, steps_per_epoch)
 
 # Fields that must agree across runs trained together (lr, momentum, seed, kind may differ).
 SHARED_FIELDS = ("batch_size", "epochs", "margin", "schedule", "first_epoch_levels", "loss")
@@ -77,95 +78,63 @@ def check_compatible(cfgs: Sequence[TrainConfig]) -> None:
 
 
 def forward(params: dict[str, Any], x_uint8: jax.Array, is_binarized) -> jax.Array:
-    r"""The MLP of :class:`tapjax.models.MLP` with a traced kind switch.
+    r"""Scores ``(batch, N_L)`` of raw pixels ``(batch, N_0)`` with a (possibly traced) kind switch.
 
-    Args:
-      params: one run's ``{"layer1": {"kernel", ["bias"]}, ...}``.
-      x_uint8: raw pixels ``(batch, N_0)``; preprocessed here as :func:`tapjax.models.preprocess`.
-      is_binarized: bool scalar (may be traced): binarized input + ``ste_step`` hidden
-        activations, else ``x/255`` + ReLU.
-
-    Returns:
-      Scores ``(batch, N_L)``.
+    ``tapjax.models.forward(params, preprocess(x_uint8, is_binarized), is_binarized)``: the
+    one MLP forward with the kind as a bool (binarized input + ``ste_step`` hidden activations,
+    else ``x/255`` + ReLU). Kept for callers of the old name.
     """
-    x = jnp.where(is_binarized, preprocess(x_uint8, "binarized"), preprocess(x_uint8, "standard"))
-    names = ckpt.layer_order(list(params))
-    for k, name in enumerate(names):
-        x = x @ params[name]["kernel"]
-        if "bias" in params[name]:
-            x = x + params[name]["bias"]
-        if k < len(names) - 1:
-            x = jnp.where(is_binarized, ste_step(x), jax.nn.relu(x))
-    return x
+    return _model_forward(params, preprocess(x_uint8, is_binarized), is_binarized)
 
 
-def _optimizer(lr, momentum) -> optax.GradientTransformation:
-    """``tapjax.training.make_optimizer`` with (possibly traced) per-run hyperparameters."""
-    return optax.sgd(lr, momentum=momentum)
+def run_chunk(margin: float, loss: LossName = "weston_watkins") -> Callable:
+    """Unjitted chunk of one run on raw pixels: ``(params, opt_state, hyper, x_uint8, y, idx) -> (params, opt_state, losses)``.
 
-
-def run_chunk(margin: float, loss: str = "weston_watkins") -> Callable:
-    """Unjitted chunk of one run: ``(params, opt_state, hyper, x_uint8, y, idx) -> (params, opt_state, losses)``.
-
-    ``loss`` names the per-sample loss (:data:`tapjax.losses.LOSSES`), ``margin`` its margin.
-
-    ``hyper`` holds scalars ``lr``, ``momentum``, ``is_binarized``; ``idx`` is ``(steps, batch)``.
-    The scan body is :func:`tapjax.training.make_chunk_fn`'s step with the kind switch of
-    :func:`forward`. :func:`make_multi_chunk_fn` vmaps it over runs.
+    :func:`tapjax.training.chunk_step` with ``raw_inputs=True``; ``hyper`` a
+    :class:`~tapjax.training.RunHyper` of scalars (``kind``: bool ``is_binarized``), ``idx``
+    ``(steps, batch)``. :func:`make_multi_chunk_fn` vmaps it over runs.
     """
-
-    def one_run(params, opt_state, hyper, x, y, idx):
-        tx = _optimizer(hyper["lr"], hyper["momentum"])
-
-        def loss_fn(p, xb, yb):
-            return mean_loss(forward(p, xb, hyper["is_binarized"]), yb, margin, loss)
-
-        return sgd_scan(loss_fn, tx, params, opt_state, x, y, idx)
-
-    return one_run
+    return chunk_step(margin, loss, raw_inputs=True)
 
 
-def make_multi_chunk_fn(margin: float, loss: str = "weston_watkins") -> Callable:
-    """Jitted vmapped chunk of SGD-momentum steps for R runs.
+def make_multi_chunk_fn(margin: float, loss: LossName = "weston_watkins") -> Callable:
+    """Jitted vmapped chunk of SGD-momentum steps for R runs: ``jax.vmap`` of :func:`run_chunk`.
 
     Returns ``chunk(params, opt_state, hyper, x_uint8, y, idx) -> (params, opt_state, losses)``
-    with ``params``/``opt_state`` stacked over runs (leading axis R), ``hyper`` a dict of
-    ``(R,)`` arrays ``lr``, ``momentum``, ``is_binarized``, raw pixels ``x_uint8`` ``(n, N_0)``
-    and labels ``y`` ``(n,)`` shared by all runs, ``idx`` int32 ``(R, steps, batch)``, and
-    ``losses`` ``(R, steps)``. Inputs ``params`` and ``opt_state`` are donated.
+    with ``params``/``opt_state`` stacked over runs (leading axis R), ``hyper`` a
+    :class:`~tapjax.training.RunHyper` of ``(R,)`` arrays (``lr``, ``momentum``, bool ``kind``
+    = is_binarized), raw pixels ``x_uint8`` ``(n, N_0)`` and labels ``y`` ``(n,)`` shared by
+    all runs, ``idx`` int32 ``(R, steps, batch)``, and ``losses`` ``(R, steps)``. Inputs
+    ``params`` and ``opt_state`` are donated.
     """
-    return jax.jit(jax.vmap(run_chunk(margin, loss), in_axes=(0, 0, 0, None, None, 0)), donate_argnums=(0, 1),
-                   compiler_options=scan_compiler_options())
+    return jax.jit(jax.vmap(run_chunk(margin, loss), in_axes=(0, 0, 0, None, None, 0)),
+                   donate_argnums=(0, 1), compiler_options=scan_compiler_options())
 
 
 @jax.jit
-def _num_wrong(params, hyper, x, y):
-    """``(R,)`` misclassified counts of every run on raw pixels ``x``."""
-    def one(p, is_bin):
-        return jnp.sum(jnp.argmax(forward(p, x, is_bin), -1) != y)
-    return jax.vmap(one)(params, hyper["is_binarized"])
-
-
-def _val_errors(params, hyper, x, y, batch: int = 10000) -> np.ndarray:
-    total = 0
-    for i in range(0, x.shape[0], batch):
-        total = total + np.asarray(_num_wrong(params, hyper, x[i:i + batch], y[i:i + batch]))
-    return np.asarray(total, float) / max(1, x.shape[0])
+def num_wrong_runs(params, hyper: RunHyper, x, y) -> jax.Array:
+    """``(R,)`` misclassified counts of every run on raw pixels ``x``: vmapped
+    :func:`tapjax.models.num_wrong`."""
+    return jax.vmap(lambda p, k: num_wrong(p, preprocess(x, k), y, k))(params, hyper.kind)
 
 
 def init_runs(cfgs: Sequence[TrainConfig]):
-    """Stacked ``(params, opt_state, hyper, shuffle_keys)`` of R runs, each as ``train`` starts it."""
+    """Stacked ``(params, opt_state, hyper, shuffle_keys)`` of R runs, each as ``train`` starts it.
+
+    ``hyper``: :class:`~tapjax.training.RunHyper` of ``(R,)`` arrays (float32 ``lr``,
+    ``momentum``; bool ``kind`` = is_binarized).
+    """
     check_compatible(cfgs)
     params, opts, shuffle = [], [], []
     for cfg in cfgs:
         key_init, key_shuffle = jax.random.split(jax.random.PRNGKey(cfg.seed))
         p = init_params(cfg.model, key_init)
         params.append(p)
-        opts.append(_optimizer(cfg.lr, cfg.momentum).init(p))
+        opts.append(make_optimizer(cfg).init(p))
         shuffle.append(key_shuffle)
-    hyper = {"lr": jnp.asarray([c.lr for c in cfgs], jnp.float32),
-             "momentum": jnp.asarray([c.momentum for c in cfgs], jnp.float32),
-             "is_binarized": jnp.asarray([c.model.kind == "binarized" for c in cfgs])}
+    hyper = RunHyper(lr=jnp.asarray([c.lr for c in cfgs], jnp.float32),
+                     momentum=jnp.asarray([c.momentum for c in cfgs], jnp.float32),
+                     kind=jnp.asarray([c.model.kind == "binarized" for c in cfgs]))
     return stack_trees(params), stack_trees(opts), hyper, shuffle
 
 
@@ -208,10 +177,7 @@ def train_many(cfgs: Sequence[TrainConfig], data: Dataset, workdirs: Sequence[st
         if len(set(real)) != len(real):
             raise ValueError(f"workdirs {list(workdirs)}: each run needs its own directory")
     steps_per_epoch(cfgs[0], data)
-    with contextlib.ExitStack() as stack:
-        for wd in workdirs or ():
-            lock = stack.enter_context(WorkdirLock(wd))
-            clean_stale_files(wd, lock.acquired_at)
+    with locked_workdirs(workdirs or ()):
         return _train_many_locked(cfgs, data, workdirs, progress=progress)
 
 
@@ -224,69 +190,40 @@ def _train_many_locked(cfgs, data, workdirs, *, progress) -> MultiTrainResult:
     x_va, y_va = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
     chunk = make_multi_chunk_fn(c0.margin, c0.loss)
     R = len(cfgs)
-    histories: list[list[dict]] = [[] for _ in range(R)]
-
-    def save(step, losses_mean, val_err, write_ckpt, write_state):
-        if workdirs is None:
-            return
-        host = jax.device_get(params)
-        host_opt = jax.device_get(opt_state)
-        for r, (cfg, wd) in enumerate(zip(cfgs, workdirs)):
-            p = unstack_tree(host, r)
-            meta = {"config": cfg.to_dict(), "dataset": data.name, "steps_per_epoch": spe,
-                    "step": step, "t": step / spe, "epoch": step // spe,
-                    "train_loss": None if losses_mean is None else float(losses_mean[r]),
-                    "val_error": float(val_err[r])}
-            if write_ckpt:
-                ckpt.save_checkpoint(wd, p, meta)
-            if write_state:
-                ckpt.atomic_write_json(os.path.join(wd, "history.json"), histories[r])
-                ckpt.atomic_write_npz(os.path.join(wd, "state.npz"), state_arrays(
-                    p, unstack_tree(host_opt, r), step, len(histories[r]), history=histories[r],
-                    loss_sum=float(epoch_loss[r]), loss_steps=step % spe,
-                    fingerprint=config_fingerprint(cfg)))
-
     if workdirs is not None:
         for cfg, wd in zip(cfgs, workdirs):
             if os.path.exists(os.path.join(wd, "state.npz")) or ckpt.list_checkpoints(wd):
                 raise ValueError(f"{wd} already holds a run; train_many starts fresh runs only "
                                  "(resume a single run with tapjax.training.train)")
             ckpt.atomic_write_json(os.path.join(wd, "config.json"), cfg.to_dict())
+    logs = [RunLog(cfg, None if workdirs is None else workdirs[r],
+                   {"config": cfg.to_dict(), "dataset": data.name, "steps_per_epoch": spe})
+            for r, cfg in enumerate(cfgs)]
+
+    def step(params, opt_state, idx, a, b, lo, hi):
+        params, opt_state, losses = chunk(params, opt_state, hyper, x_tr, y_tr, idx[:, a:b])
+        return params, opt_state, np.asarray(losses), None
+
+    def runs(params, opt_state):
+        host, host_opt = jax.device_get(params), jax.device_get(opt_state)
+        return [(unstack_tree(host, r), unstack_tree(host_opt, r)) for r in range(R)]
+
+    def report(hi, losses, val_err):
+        if progress and hi % spe == 0:
+            print(f"epoch {hi // spe}: val_error {np.round(val_err, 4).tolist()}", flush=True)
+
+    program = ChunkProgram(
+        batches=lambda epoch: run_batches(shuffle, epoch, n, c0.batch_size), step=step,
+        val_errors=lambda p: error_fraction(
+            lambda q, xb, yb: num_wrong_runs(q, hyper, xb, yb), p, x_va, y_va),
+        runs=runs)
     total = c0.epochs * spe
-    ck_steps = checkpoint_steps(c0, spe)
-    bounds = sorted(set(ck_steps) | set(range(0, total + 1, spe)))
-    save(0, None, _val_errors(params, hyper, x_va, y_va), True, False)
     t0 = time.monotonic()
-    epoch_loss = np.zeros(R)
-    perm_epoch, idx = -1, None
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        epoch = lo // spe
-        if epoch != perm_epoch:
-            idx = run_batches(shuffle, epoch, n, c0.batch_size)
-            perm_epoch = epoch
-        params, opt_state, losses = chunk(params, opt_state, hyper, x_tr, y_tr,
-                                          idx[:, lo - epoch * spe: hi - epoch * spe])
-        losses = np.asarray(losses)
-        if not np.all(np.isfinite(losses)):
-            bad = [cfgs[r].lr for r in range(R) if not np.all(np.isfinite(losses[r]))]
-            raise FloatingPointError(f"training diverged (non-finite loss) between steps {lo} and "
-                                     f"{hi} for the run(s) with lr={bad}")
-        epoch_loss += losses.sum(1)
-        at_epoch, at_ck = hi % spe == 0, hi in ck_steps
-        if at_epoch or at_ck:
-            val_err = _val_errors(params, hyper, x_va, y_va)
-            if at_epoch:
-                for r in range(R):
-                    histories[r].append({"epoch": hi // spe, "step": hi, "t": hi / spe,
-                                         "val_error": float(val_err[r]),
-                                         "train_loss": float(epoch_loss[r] / spe)})
-                epoch_loss[:] = 0
-                if progress:
-                    print(f"epoch {hi // spe}: val_error {np.round(val_err, 4).tolist()}", flush=True)
-            save(hi, losses.mean(1), val_err, at_ck, True)
+    params, _ = run_chunks(program, logs, params, opt_state, 0, spe=spe, total=total,
+                           ck_steps=checkpoint_steps(c0, spe), report=report)
     seconds = time.monotonic() - t0
     host = jax.device_get(params)
-    results = [TrainResult(params=unstack_tree(host, r), history=histories[r],
+    results = [TrainResult(params=unstack_tree(host, r), history=logs[r].history,
                            workdir=workdirs[r] if workdirs else "", seconds=seconds)
                for r in range(R)]
     return MultiTrainResult(results=results, seconds=seconds, steps=total)
@@ -301,4 +238,5 @@ def table1_configs(epochs: int, *, seeds: Sequence[int] = (0,), lrs: Sequence[fl
 
 
 __all__ = ["MultiTrainResult", "check_compatible", "forward", "init_runs", "make_multi_chunk_fn",
-           "run_batches", "run_chunk", "stack_trees", "table1_configs", "train_many", "unstack_tree"]
+           "num_wrong_runs", "run_batches", "run_chunk", "stack_trees", "table1_configs",
+           "train_many", "unstack_tree"]

@@ -11,6 +11,7 @@ Time ``t`` is measured in epochs: ``t = step / steps_per_epoch`` (fractional ins
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -18,7 +19,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +31,8 @@ from tapjax import checkpoints as ckpt
 from tapjax.data import Dataset
 from tapjax.locking import WorkdirLock
 from tapjax.losses import DEFAULT_MARGIN, LOSSES, LossName, mean_loss
-from tapjax.models import (MLP, ModelConfig, config_from_dict, init_params, preprocess,
-                           weights_from_params)
+from tapjax.models import (Kind, ModelConfig, config_from_dict, error_fraction, forward,
+                           init_params, num_wrong, preprocess, weights_from_params)
 from tapjax.progress import ProgressBar
 from tapjax.tc_regularizer import (PenaltyReference, TcPenalty, penalty_gradient_scale,
                                    finite_or_zero, penalty_reference, penalty_value_and_grad)
@@ -150,7 +151,30 @@ def checkpoint_steps(cfg: TrainConfig, steps_per_epoch: int) -> list[int]:
     return sorted(s for s in steps if s <= total)
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+class RunHyper(NamedTuple):
+    """The per-run scalars of the SGD step (everything else a chunk needs is shared).
+
+    One run (:func:`make_chunk_fn`): Python constants, ``kind`` a name of
+    :data:`tapjax.models.KINDS`. R vmapped runs (:mod:`tapjax.multirun`): ``(R,)`` arrays,
+    ``kind`` the bool ``is_binarized``.
+    """
+
+    lr: float | jax.Array
+    momentum: float | jax.Array
+    kind: Kind | jax.Array
+
+
+def run_hyper(cfg: TrainConfig) -> RunHyper:
+    """The :class:`RunHyper` of one run, as constants."""
+    return RunHyper(cfg.lr, cfg.momentum, cfg.model.kind)
+
+
+def make_optimizer(cfg: TrainConfig | RunHyper) -> optax.GradientTransformation:
+    """SGD with heavy-ball momentum, ``optax.sgd(lr, momentum)``: the one optimizer factory.
+
+    ``cfg``: anything with ``lr`` and ``momentum`` — a :class:`TrainConfig`, or a
+    :class:`RunHyper` whose entries may be traced (one per vmapped run).
+    """
     return optax.sgd(cfg.lr, momentum=cfg.momentum)
 
 
@@ -238,6 +262,41 @@ def sgd_penalty_scan(loss_fn: Callable, tx: optax.GradientTransformation, penalt
     return params, opt_state, losses, fs
 
 
+def batch_loss(margin: float, loss: LossName, kind: Kind | jax.Array, *,
+               raw_inputs: bool = False) -> Callable:
+    """``loss_fn(params, xb, yb) -> scalar``: the mean loss ``loss`` (margin ``margin``) of a batch.
+
+    Scores are :func:`tapjax.models.forward` of ``kind`` (a name, or a traced bool
+    ``is_binarized``); ``raw_inputs``: ``xb`` are uint8 pixels, preprocessed here per batch
+    (:func:`tapjax.models.preprocess`), else already preprocessed floats.
+    """
+
+    def loss_fn(params, xb, yb):
+        if raw_inputs:
+            xb = preprocess(xb, kind)
+        return mean_loss(forward(params, xb, kind), yb, margin, loss)
+
+    return loss_fn
+
+
+def chunk_step(margin: float, loss: LossName = "weston_watkins", *,
+               raw_inputs: bool = False) -> Callable:
+    """Unjitted chunk of ONE run: ``(params, opt_state, hyper, x, y, idx) -> (params, opt_state, losses)``.
+
+    ``len(idx)`` SGD-momentum steps (:func:`sgd_scan`, optimizer :func:`make_optimizer` of
+    ``hyper``) on :func:`batch_loss`. ``hyper``: a :class:`RunHyper`. :func:`make_chunk_fn`
+    jits it with the run's static ``hyper`` closed over; :func:`tapjax.multirun.make_multi_chunk_fn`
+    is ``jax.jit(jax.vmap(chunk_step(..., raw_inputs=True)))`` over runs (``hyper`` of ``(R,)``
+    arrays, the kind as a bool ``is_binarized``).
+    """
+
+    def one_run(params, opt_state, hyper: RunHyper, x, y, idx):
+        loss_fn = batch_loss(margin, loss, hyper.kind, raw_inputs=raw_inputs)
+        return sgd_scan(loss_fn, make_optimizer(hyper), params, opt_state, x, y, idx)
+
+    return one_run
+
+
 def make_chunk_fn(cfg: TrainConfig, reference: PenaltyReference | None = None) -> Callable:
     """Jitted ``(params, opt_state, x, y, idx) -> (params, opt_state, losses)``.
 
@@ -248,31 +307,29 @@ def make_chunk_fn(cfg: TrainConfig, reference: PenaltyReference | None = None) -
     ``x``: preprocessed float inputs ``(n, N_0)``; ``y``: int labels ``(n,)``;
     ``idx``: int32 ``(n_steps, batch)`` mini-batch indices; ``losses``: ``(n_steps,)``.
     The scan body is one SGD-momentum step on the mean hinge loss of the batch
-    (:func:`sgd_scan`), the loss ``cfg.loss``. ``params`` and ``opt_state`` are donated.
+    (:func:`chunk_step` with the run's :func:`run_hyper` as constants), the loss ``cfg.loss``.
+    ``params`` and ``opt_state`` are donated.
     """
-    model = MLP(cfg.model)
-    tx = make_optimizer(cfg)
-
-    def loss_fn(params, xb, yb):
-        return mean_loss(model.apply({"params": params}, xb), yb, cfg.margin, cfg.loss)
-
+    hyper = run_hyper(cfg)
     if cfg.tc_penalty is not None:
         ref = run_penalty_reference(cfg) if reference is None else reference
-        return jax.jit(functools.partial(sgd_penalty_scan, loss_fn, tx, cfg.tc_penalty, ref),
+        loss_fn = batch_loss(cfg.margin, cfg.loss, hyper.kind)
+        return jax.jit(functools.partial(sgd_penalty_scan, loss_fn, make_optimizer(hyper),
+                                         cfg.tc_penalty, ref),
                        donate_argnums=(0, 1), compiler_options=scan_compiler_options())
-    return jax.jit(functools.partial(sgd_scan, loss_fn, tx), donate_argnums=(0, 1),
-                   compiler_options=scan_compiler_options())
+    step = chunk_step(cfg.margin, cfg.loss)
+
+    def chunk(params, opt_state, x, y, idx):
+        return step(params, opt_state, hyper, x, y, idx)
+
+    return jax.jit(chunk, donate_argnums=(0, 1), compiler_options=scan_compiler_options())
 
 
 def make_error_fn(cfg: TrainConfig) -> Callable:
-    """Jitted ``(params, x, y) -> number of misclassified samples`` on preprocessed ``x``."""
-    model = MLP(cfg.model)
-
-    @jax.jit
-    def wrong(params, x, y):
-        return jnp.sum(jnp.argmax(model.apply({"params": params}, x), -1) != y)
-
-    return wrong
+    """Jitted ``(params, x, y) -> number of misclassified samples`` on preprocessed ``x``
+    (:func:`tapjax.models.num_wrong`)."""
+    kind = cfg.model.kind
+    return jax.jit(lambda params, x, y: num_wrong(params, x, y, kind))
 
 
 def epoch_batches(shuffle_key: jax.Array, epoch: int, n: int, batch_size: int) -> jax.Array:
@@ -280,13 +337,6 @@ def epoch_batches(shuffle_key: jax.Array, epoch: int, n: int, batch_size: int) -
     perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
     steps = n // batch_size
     return perm[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
-
-
-def _validation_error(wrong_fn, params, x, y, batch: int = 10000) -> float:
-    total = 0
-    for i in range(0, x.shape[0], batch):
-        total += int(wrong_fn(params, x[i:i + batch], y[i:i + batch]))
-    return total / max(1, x.shape[0])
 
 
 def steps_per_epoch(cfg: TrainConfig, data: Dataset) -> int:
@@ -485,10 +535,166 @@ def clean_stale_files(workdir: str, before: float) -> list[str]:
     return removed
 
 
+@contextlib.contextmanager
+def locked_workdirs(workdirs: Sequence[str]):
+    """Holds every workdir's :class:`~tapjax.locking.WorkdirLock` (a second writer is refused)
+    and removes the ``.tmp-*`` files a killed writer left there (:func:`clean_stale_files`)."""
+    with contextlib.ExitStack() as stack:
+        for wd in workdirs:
+            lock = stack.enter_context(WorkdirLock(wd))
+            clean_stale_files(wd, lock.acquired_at)
+        yield
+
+
+@dataclasses.dataclass
+class RunLog:
+    """Host-side bookkeeping of one run in :func:`run_chunks`.
+
+    Attributes:
+      cfg: the run's config. workdir: its directory, or None (nothing written).
+      meta: checkpoint metadata common to all its checkpoints (config, dataset, steps_per_epoch).
+      reference: λ*, β*, β_max of ``cfg.tc_penalty`` (None without a penalty).
+      history: per-epoch rows so far. loss_sum / loss_steps: the current epoch's running
+        float64 sum of per-chunk ``mean * n_steps`` and its step count. loss_note: set when the
+        epoch's loss covers only part of it (resumed from an old state). pen_skipped:
+        penalty steps skipped (non-finite f) in the current epoch.
+    """
+
+    cfg: TrainConfig
+    workdir: str | None
+    meta: dict[str, Any]
+    reference: PenaltyReference | None = None
+    history: list = dataclasses.field(default_factory=list)
+    loss_sum: float = 0.0
+    loss_steps: int = 0
+    loss_note: str | None = None
+    pen_skipped: int = 0
+
+
+class ChunkProgram(NamedTuple):
+    """The device side of :func:`run_chunks` for R runs (R = 1: one unbatched run).
+
+    Attributes:
+      batches: ``epoch -> idx``, the epoch's mini-batch indices (program's own layout).
+      step: ``(params, opt_state, idx, a, b, lo, hi) -> (params, opt_state, losses, f)``: steps
+        ``lo..hi`` (rows ``a..b`` of the epoch's ``idx``); ``losses`` numpy ``(R, hi - lo)``,
+        ``f`` numpy ``(R, hi - lo)`` penalty values or None.
+      val_errors: ``params -> (R,)`` float64 validation error fractions.
+      runs: ``(params, opt_state) -> [(params_r, opt_state_r), ...]`` per run, for writing.
+    """
+
+    batches: Callable
+    step: Callable
+    val_errors: Callable
+    runs: Callable
+
+
+def _penalty_f(log: RunLog, fs: np.ndarray, lo: int, hi: int) -> float | None:
+    """Checks a chunk's penalty values ``fs`` ``(hi - lo,)``; the last finite one (or None)."""
+    penalty = log.cfg.tc_penalty
+    on = np.arange(lo, hi) % penalty.every_k == 0
+    bad = np.flatnonzero(on & ~np.isfinite(fs))
+    if bad.size and penalty.skip_nonfinite:
+        log.pen_skipped += int(bad.size)
+    elif bad.size:
+        raise FloatingPointError(
+            f"tc_penalty: f = {penalty.target} is not finite at step {lo + int(bad[0])} (no "
+            f"crossing in (0, {log.reference.beta_max:g}] or a degenerate λ_min); raise "
+            "tc_penalty.beta_max_factor, lower |alpha|, or use target='lambda_min'")
+    good = on & np.isfinite(fs)
+    # last finite f (JSON has no NaN that compares equal on resume)
+    return float(fs[good][-1]) if good.any() else None
+
+
+def run_chunks(program: ChunkProgram, logs: Sequence[RunLog], params, opt_state, step: int, *,
+               spe: int, total: int, ck_steps: Sequence[int], report: Callable | None = None,
+               stop_after_step: int | None = None):
+    """The host loop of every training run: chunks between checkpoints, history, files.
+
+    Runs the chunks ``[lo, hi)`` between consecutive entries of ``ck_steps ∪ {epoch ends}``
+    from ``step`` to ``total``; after each: checks the losses (and penalty values) are
+    finite, adds ``mean · n_steps`` of each run's chunk to its epoch sum, appends the
+    per-epoch history row at an epoch end (``train_loss`` = epoch sum / steps), writes each
+    run's checkpoint at a checkpoint step and its ``state.npz`` (and ``history.json``) at
+    either. At ``step == 0`` the t = 0 checkpoint is written first. ``report(hi, losses,
+    val_err)`` after each chunk; ``stop_after_step``: stop after the first chunk ending at or
+    past it. Returns ``(params, opt_state)``.
+    """
+    bounds = sorted(set(ck_steps) | set(range(0, total + 1, spe)))
+    if step == 0 and any(log.workdir for log in logs):
+        val_err = program.val_errors(params)
+        for log, (p, _), ve in zip(logs, program.runs(params, opt_state), val_err):
+            if log.workdir:
+                ckpt.save_checkpoint(log.workdir, p, {**log.meta, "step": 0, "t": 0.0, "epoch": 0,
+                                                      "train_loss": None, "val_error": float(ve)})
+    perm_epoch, idx = -1, None
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi <= step:
+            continue
+        epoch = lo // spe
+        if epoch != perm_epoch:
+            idx, perm_epoch = program.batches(epoch), epoch
+        params, opt_state, losses, fs = program.step(params, opt_state, idx, lo - epoch * spe,
+                                                     hi - epoch * spe, lo, hi)
+        f_last = [None if fs is None else _penalty_f(log, fs[r], lo, hi) for r, log in enumerate(logs)]
+        if not np.all(np.isfinite(losses)):
+            if len(logs) == 1:
+                raise FloatingPointError(f"training diverged (non-finite loss) between steps {lo} and "
+                                         f"{hi}; lower --lr (now {logs[0].cfg.lr})")
+            bad = [log.cfg.lr for log, l in zip(logs, losses) if not np.all(np.isfinite(l))]
+            raise FloatingPointError(f"training diverged (non-finite loss) between steps {lo} and "
+                                     f"{hi} for the run(s) with lr={bad}")
+        step = hi
+        val_err = program.val_errors(params)
+        at_epoch, at_ck = hi % spe == 0, hi in ck_steps
+        runs = (program.runs(params, opt_state)
+                if (at_epoch or at_ck) and any(log.workdir for log in logs) else None)
+        for r, log in enumerate(logs):
+            loss_mean = float(losses[r].mean())
+            log.loss_sum += loss_mean * losses.shape[1]
+            log.loss_steps += losses.shape[1]
+            penalty, wd = log.cfg.tc_penalty, log.workdir
+            if at_epoch:
+                row = {"epoch": hi // spe, "step": hi, "t": hi / spe, "val_error": float(val_err[r]),
+                       "train_loss": (log.loss_sum / spe if log.loss_note is None
+                                      else log.loss_sum / log.loss_steps)}
+                if log.loss_note is not None:
+                    row["train_loss_note"] = log.loss_note
+                if penalty is not None:
+                    row["penalty_f"] = f_last[r]  # f at the last finite penalty step of the epoch's last chunk
+                    if penalty.target == "T_c":
+                        row["penalty_threshold"] = log.reference.threshold
+                    row["penalty_skipped"] = log.pen_skipped
+                    log.pen_skipped = 0
+                log.history.append(row)
+                log.loss_sum, log.loss_steps, log.loss_note = 0.0, 0, None
+                if wd:
+                    ckpt.atomic_write_json(os.path.join(wd, "history.json"), log.history)
+            if wd and at_ck:
+                ckpt.save_checkpoint(wd, runs[r][0], {**log.meta, "step": hi, "t": hi / spe,
+                                                      "epoch": hi // spe, "train_loss": loss_mean,
+                                                      "val_error": float(val_err[r])})
+            if wd and (at_ck or at_epoch):
+                arrays = state_arrays(runs[r][0], runs[r][1], step, len(log.history),
+                                      history=log.history, loss_sum=log.loss_sum,
+                                      loss_steps=log.loss_steps,
+                                      fingerprint=config_fingerprint(log.cfg))
+                if penalty is not None:
+                    arrays["penalty_skipped"] = np.asarray(log.pen_skipped, np.int64)
+                ckpt.atomic_write_npz(os.path.join(wd, "state.npz"), arrays)
+        if report is not None:
+            report(hi, losses, val_err)
+        if stop_after_step is not None and hi >= stop_after_step:
+            break
+    return params, opt_state
+
+
 def train(cfg: TrainConfig, data: Dataset, workdir: str, *, progress: bool = True,
           resume: bool = True, stop_after_step: int | None = None) -> TrainResult:
     """Trains the MLP of ``cfg`` on ``data``, writing checkpoints to ``workdir``.
 
+    The one-run case of the engine: :func:`run_chunks` over :func:`make_chunk_fn`'s program
+    (:func:`tapjax.multirun.train_many` is the same loop over the vmapped program).
     Resumes from ``workdir/state.npz`` when present (same config required, checked by a
     fingerprint in the state; ``epochs`` may grow); a resumed run writes the same weights,
     state and ``history.json`` bit for bit as an uninterrupted one, wherever it was killed
@@ -506,10 +712,28 @@ def train(cfg: TrainConfig, data: Dataset, workdir: str, *, progress: bool = Tru
         there, or a file is corrupt or cannot be written (the message names it).
     """
     spe = steps_per_epoch(cfg, data)
-    with WorkdirLock(workdir) as lock:
-        clean_stale_files(workdir, lock.acquired_at)
+    with locked_workdirs([workdir]):
         return _train_locked(cfg, data, workdir, spe, progress=progress, resume=resume,
                              stop_after_step=stop_after_step)
+
+
+def _resume_into(log: RunLog, state_path: str, hist_path: str, params, opt_state, spe: int):
+    """Reads ``state.npz`` into ``log``; returns the resumed ``(params, opt_state, step)``."""
+    rs = _restore_state(state_path, params, opt_state, log.cfg)
+    if log.cfg.tc_penalty is not None:
+        log.pen_skipped = int(ckpt.read_npz(state_path).get("penalty_skipped", 0))
+    step = rs.step
+    log.history = _resume_history(hist_path, state_path, rs)
+    if rs.loss_sum is not None:
+        log.loss_sum, log.loss_steps = rs.loss_sum, rs.loss_steps
+    elif step % spe:
+        log.loss_note = (f"mean over steps {step}..{(step // spe + 1) * spe} only: resumed inside the "
+                         "epoch from a state written by an older tapjax (no loss accumulator)")
+        print(f"note: {state_path}: {log.loss_note}", file=sys.stderr)
+    if rs.loss_sum is not None and log.loss_steps != step % spe:
+        raise ckpt.CheckpointError(f"{state_path}: loss accumulator covers {log.loss_steps} steps but "
+                                   f"the state is {step % spe} steps into its epoch: {_CORRUPT_STATE}")
+    return rs.params, rs.opt_state, step
 
 
 def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step) -> TrainResult:
@@ -521,111 +745,42 @@ def _train_locked(cfg, data, workdir, spe, *, progress, resume, stop_after_step)
     params = init_params(cfg.model, key_init)
     penalty = cfg.tc_penalty
     reference = None if penalty is None else _penalty_reference(penalty, params)
-    tx = make_optimizer(cfg)
-    opt_state = tx.init(params)
-    step, history = 0, []
+    opt_state = make_optimizer(cfg).init(params)
+    log = RunLog(cfg, workdir, {"config": cfg.to_dict(), "dataset": data.name,
+                                "steps_per_epoch": spe}, reference)
+    step = 0
     state_path = os.path.join(workdir, "state.npz")
-    hist_path = os.path.join(workdir, "history.json")
-    total = cfg.epochs * spe
-    ck_steps = checkpoint_steps(cfg, spe)
-    fingerprint = config_fingerprint(cfg)
-    # running sum of the current epoch's per-chunk ``mean * n_steps`` (float64, left to right)
-    loss_sum, loss_steps, loss_note = 0.0, 0, None
-    pen_skipped = 0   # penalty steps skipped (non-finite f) in the current epoch
     if resume and os.path.exists(state_path):
-        rs = _restore_state(state_path, params, opt_state, cfg)
-        if penalty is not None:
-            pen_skipped = int(ckpt.read_npz(state_path).get("penalty_skipped", 0))
-        params, opt_state, step = rs.params, rs.opt_state, rs.step
-        history = _resume_history(hist_path, state_path, rs)
-        if rs.loss_sum is not None:
-            loss_sum, loss_steps = rs.loss_sum, rs.loss_steps
-        elif step % spe:
-            loss_note = (f"mean over steps {step}..{(step // spe + 1) * spe} only: resumed inside the "
-                         "epoch from a state written by an older tapjax (no loss accumulator)")
-            print(f"note: {state_path}: {loss_note}", file=sys.stderr)
-        if rs.loss_sum is not None and loss_steps != step % spe:
-            raise ckpt.CheckpointError(f"{state_path}: loss accumulator covers {loss_steps} steps but "
-                                       f"the state is {step % spe} steps into its epoch: {_CORRUPT_STATE}")
+        params, opt_state, step = _resume_into(log, state_path, os.path.join(workdir, "history.json"),
+                                               params, opt_state, spe)
 
     x_tr = preprocess(jnp.asarray(data.x_train), cfg.model.kind)
     y_tr = jnp.asarray(data.y_train)
     x_va = preprocess(jnp.asarray(data.x_val), cfg.model.kind)
     y_va = jnp.asarray(data.y_val)
     chunk_fn, wrong_fn = make_chunk_fn(cfg, reference), make_error_fn(cfg)
-    meta_base = {"config": cfg.to_dict(), "dataset": data.name, "steps_per_epoch": spe}
 
-    bounds = sorted(set(ck_steps) | set(range(0, total + 1, spe)))
-    val_err = _validation_error(wrong_fn, params, x_va, y_va)
-    if step == 0:
-        ckpt.save_checkpoint(workdir, params, {**meta_base, "step": 0, "t": 0.0, "epoch": 0,
-                                               "train_loss": None, "val_error": val_err})
+    def one_step(params, opt_state, idx, a, b, lo, hi):
+        if penalty is None:
+            params, opt_state, losses = chunk_fn(params, opt_state, x_tr, y_tr, idx[a:b])
+            return params, opt_state, np.asarray(losses)[None], None
+        steps = jnp.arange(lo, hi, dtype=jnp.int32)
+        params, opt_state, losses, fs = chunk_fn(params, opt_state, x_tr, y_tr, idx[a:b], steps)
+        return params, opt_state, np.asarray(losses)[None], np.asarray(fs)[None]
+
+    program = ChunkProgram(
+        batches=lambda epoch: epoch_batches(key_shuffle, epoch, n, cfg.batch_size),
+        step=one_step,
+        val_errors=lambda p: error_fraction(wrong_fn, p, x_va, y_va)[None],
+        runs=lambda p, o: [(p, o)])
     bar = ProgressBar(cfg.epochs, f"train {cfg.model.kind} lr={cfg.lr:g}", enabled=progress,
                       start=step / spe)
     t0 = time.monotonic()
-    perm_epoch, idx = -1, None
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        if hi <= step:
-            continue
-        epoch = lo // spe
-        if epoch != perm_epoch:
-            idx = epoch_batches(key_shuffle, epoch, n, cfg.batch_size)
-            perm_epoch = epoch
-        ib = idx[lo - epoch * spe: hi - epoch * spe]
-        f_last = None
-        if penalty is None:
-            params, opt_state, losses = chunk_fn(params, opt_state, x_tr, y_tr, ib)
-        else:
-            steps = jnp.arange(lo, hi, dtype=jnp.int32)
-            params, opt_state, losses, fs = chunk_fn(params, opt_state, x_tr, y_tr, ib, steps)
-            fs, on = np.asarray(fs), np.arange(lo, hi) % penalty.every_k == 0
-            bad = np.flatnonzero(on & ~np.isfinite(fs))
-            if bad.size and penalty.skip_nonfinite:
-                pen_skipped += int(bad.size)
-            elif bad.size:
-                raise FloatingPointError(
-                    f"tc_penalty: f = {penalty.target} is not finite at step {lo + int(bad[0])} (no "
-                    f"crossing in (0, {reference.beta_max:g}] or a degenerate λ_min); raise "
-                    "tc_penalty.beta_max_factor, lower |alpha|, or use target='lambda_min'")
-            good = on & np.isfinite(fs)
-            if good.any():   # last finite f (JSON has no NaN that compares equal on resume)
-                f_last = float(fs[good][-1])
-        losses = np.asarray(losses)
-        if not np.all(np.isfinite(losses)):
-            raise FloatingPointError(f"training diverged (non-finite loss) between steps {lo} and {hi}; "
-                                     f"lower --lr (now {cfg.lr})")
-        step = hi
-        loss_sum += float(losses.mean()) * len(losses)
-        loss_steps += len(losses)
-        val_err = _validation_error(wrong_fn, params, x_va, y_va)
-        loss_mean = float(losses.mean())
-        if hi % spe == 0:
-            row = {"epoch": hi // spe, "step": hi, "t": hi / spe, "val_error": val_err,
-                   "train_loss": loss_sum / spe if loss_note is None else loss_sum / loss_steps}
-            if loss_note is not None:
-                row["train_loss_note"] = loss_note
-            if penalty is not None:
-                row["penalty_f"] = f_last   # f at the last (finite) penalty step of the epoch's last chunk
-                if penalty.target == "T_c":
-                    row["penalty_threshold"] = reference.threshold
-                row["penalty_skipped"] = pen_skipped
-                pen_skipped = 0
-            history.append(row)
-            loss_sum, loss_steps, loss_note = 0.0, 0, None
-            ckpt.atomic_write_json(hist_path, history)
-        if hi in ck_steps:
-            ckpt.save_checkpoint(workdir, params, {**meta_base, "step": hi, "t": hi / spe,
-                                                   "epoch": hi // spe, "train_loss": loss_mean,
-                                                   "val_error": val_err})
-        if hi in ck_steps or hi % spe == 0:
-            arrays = state_arrays(params, opt_state, step, len(history), history=history,
-                                  loss_sum=loss_sum, loss_steps=loss_steps, fingerprint=fingerprint)
-            if penalty is not None:
-                arrays["penalty_skipped"] = np.asarray(pen_skipped, np.int64)
-            ckpt.atomic_write_npz(state_path, arrays)
-        bar.set(hi / spe, loss=loss_mean, val_err=val_err)
-        if stop_after_step is not None and hi >= stop_after_step:
-            break
+    params, opt_state = run_chunks(
+        program, [log], params, opt_state, step, spe=spe, total=cfg.epochs * spe,
+        ck_steps=checkpoint_steps(cfg, spe), stop_after_step=stop_after_step,
+        report=lambda hi, losses, ve: bar.set(hi / spe, loss=float(losses[0].mean()),
+                                              val_err=float(ve[0])))
     bar.close()
-    return TrainResult(params=jax.device_get(params), history=history, workdir=workdir,
+    return TrainResult(params=jax.device_get(params), history=log.history, workdir=workdir,
                        seconds=time.monotonic() - t0)
