@@ -465,22 +465,14 @@ def smooth_margin(c: LayeredCouplings, beta, shift=0.0, num_iter: int = 8) -> ja
     return _margin_from_factors(factorize(c, beta, shift), num_iter)
 
 
-class SmoothSearch(NamedTuple):
-    """Loop state of :func:`critical_beta_smooth` (PD side ``lo``, failing side ``hi``)."""
-
-    lo: jax.Array
-    g_lo: jax.Array
-    prev: jax.Array
-    g_prev: jax.Array
-    hi: jax.Array
-    g_hi: jax.Array
-    w_lo: jax.Array
-    w_hi: jax.Array
-    side: jax.Array
-    width1: jax.Array
-    width2: jax.Array
-    found: jax.Array
-    num_tests: jax.Array
+def __getattr__(name):
+    if name == "SmoothSearch":  # deprecated: the loop state is the shared recurrence.RefineState
+        import warnings  # pylint: disable=import-outside-toplevel
+        from tapjax.recurrence import RefineState  # pylint: disable=import-outside-toplevel
+        warnings.warn("tapjax.levels.SmoothSearch is deprecated; use tapjax.recurrence.RefineState "
+                      "(the same fields)", DeprecationWarning, stacklevel=2)
+        return RefineState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "num_iter"))
@@ -506,7 +498,7 @@ def critical_beta_smooth(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     ``num_iter`` inverse-Lanczos steps per test (default 4: the same test counts as 8 on
     16 × 64 … 64 × 512 chains, at half the solves; the margin's error vanishes at the root).
     """
-    from tapjax.recurrence import CriticalBeta, SearchStatus
+    from tapjax.recurrence import CriticalBeta, RefineState, SearchStatus, refine_step
 
     dtype = c.dtype
     thr = jnp.asarray(threshold, dtype)
@@ -523,10 +515,10 @@ def critical_beta_smooth(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
         p = rho + 2.0 * b * rmax
         return 2.0 * g / (p + jnp.sqrt(p * p + 8.0 * rmax * g))
 
-    def scan_cond(s: SmoothSearch):
+    def scan_cond(s: RefineState):
         return ~s.found & (s.lo < beta_max) & (s.num_tests < max_iter)
 
-    def scan_body(s: SmoothSearch):
+    def scan_body(s: RefineState):
         step = jnp.maximum(safe_step(s.lo, s.g_lo), h)
         pred = s.lo - s.g_lo * (s.lo - s.prev) / (s.g_lo - s.g_prev)
         pred = pred * (1.0 + 0.25 * rtol)
@@ -535,43 +527,22 @@ def critical_beta_smooth(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
         x = jnp.where((hint > s.lo) & (hint < x), hint, x)
         x = jnp.minimum(x, beta_max)
         g = margin(x)
-        pd = g > 0
-        return s._replace(lo=jnp.where(pd, x, s.lo), g_lo=jnp.where(pd, g, s.g_lo),
-                          prev=jnp.where(pd, s.lo, s.prev), g_prev=jnp.where(pd, s.g_lo, s.g_prev),
-                          hi=jnp.where(pd, s.hi, x), g_hi=jnp.where(pd, s.g_hi, g),
-                          found=~pd, num_tests=s.num_tests + 1)
+        return s.tested(x, g)._replace(found=~(g > 0))
 
     # at β = 0 the matrix is (1 − λ*) I: the margin is exact; the slope there is −‖J‖
-    s = SmoothSearch(lo=zero, g_lo=one - thr, prev=-one, g_prev=one - thr + rho, hi=beta_max,
+    s = RefineState(lo=zero, g_lo=one - thr, prev=-one, g_prev=one - thr + rho, hi=beta_max,
                      g_hi=nan, w_lo=zero, w_hi=zero, side=zero, width1=zero, width2=zero,
                      found=jnp.asarray(False), num_tests=jnp.int32(0))
     s = jax.lax.while_loop(scan_cond, scan_body, s)
     n_scan = s.num_tests
     s = s._replace(w_lo=s.g_lo, w_hi=s.g_hi)
 
-    def cond(s: SmoothSearch):
+    def cond(s: RefineState):
         return s.found & (s.hi - s.lo > rtol * s.hi) & (s.num_tests < n_scan + max_iter)
 
-    def body(s: SmoothSearch):
-        mid = 0.5 * (s.lo + s.hi)
-        delta = 0.25 * rtol * s.hi
-        rf = s.hi - s.w_hi * (s.hi - s.lo) / (s.w_hi - s.w_lo)
-        ex = s.lo - s.g_lo * (s.lo - s.prev) / (s.g_lo - s.g_prev)
-        use_rf = jnp.isfinite(s.g_hi)
-        cand = jnp.where(use_rf, rf, ex) + delta * s.side
-        stalled = (s.width2 > 0) & (s.hi - s.lo > 0.5 * s.width2)
-        ok = jnp.isfinite(cand) & (cand > s.lo) & (cand < s.hi) & ~stalled
-        x = jnp.where(ok, jnp.clip(cand, s.lo + delta, s.hi - delta), mid)
-        g = margin(x)
-        pd = g > 0
-        return s._replace(
-            lo=jnp.where(pd, x, s.lo), g_lo=jnp.where(pd, g, s.g_lo),
-            prev=jnp.where(pd, s.lo, s.prev), g_prev=jnp.where(pd, s.g_lo, s.g_prev),
-            hi=jnp.where(pd, s.hi, x), g_hi=jnp.where(pd, s.g_hi, g),
-            w_lo=jnp.where(pd, g, jnp.where(s.side < 0, 0.5 * s.w_lo, s.w_lo)),
-            w_hi=jnp.where(pd, jnp.where(s.side > 0, 0.5 * s.w_hi, s.w_hi), g),
-            side=jnp.where(pd, one, -one), width1=s.hi - s.lo, width2=s.width1,
-            num_tests=s.num_tests + 1)
+    # the refinement step of critical_beta_search (shared), as this search always ran it: the
+    # midpoint as fallback, no NaN-side guard
+    body = lambda s: refine_step(s, margin, rtol, method="secant", step_down=False, nan_side_guard=False)
 
     s = jax.lax.while_loop(cond, body, s)
     finite = jnp.isfinite(s.hi) & jnp.isfinite(s.lo)

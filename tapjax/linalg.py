@@ -4,6 +4,7 @@ r"""Generic numerics used by the physics modules (no physics here).
   breakdown detection, jittable (fixed shapes); :func:`lanczos_tridiagonal` is the
   ``(alpha, beta, V)`` form. :func:`ritz_extreme` gives the smallest/largest Ritz value with
   its residual bound.
+  :func:`lanczos_largest`: the largest eigenpair, stopped at a relative residual bound.
 * :func:`tridiagonal_matrix`, :func:`tridiagonal_eigh`: the Lanczos matrix :math:`T_k`.
 * :func:`golden_min`: golden-section minimization of a unimodal scalar function.
 * :func:`bisect`: bisection on a monotone predicate (host loop).
@@ -153,6 +154,89 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iter: i
     return Lanczos(alpha, beta, V, size, done)
 
 
+class RitzTop(NamedTuple):
+    """Result of :func:`lanczos_largest`.
+
+    Attributes:
+      value: largest Ritz value θ (a lower bound on λ_max(A): Ritz values lie in the spectrum's hull).
+      error: residual bound ``|β_k s_k|``: an eigenvalue of A lies in ``[θ, θ + error]``.
+      vector: ``(N,)`` unit Ritz vector.
+      num_steps: Lanczos steps taken (int32); breakdown: stopped on an invariant Krylov space.
+    """
+
+    value: jax.Array
+    error: jax.Array
+    vector: jax.Array
+    num_steps: jax.Array
+    breakdown: jax.Array
+
+
+def lanczos_largest(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, max_iter: int,
+                    rtol: float = 1e-6, tol: float | None = None) -> RitzTop:
+    r"""Largest eigenpair of a symmetric map by Lanczos, stopped as soon as the residual bound
+    :math:`|eta_k s_k| \le` ``rtol`` · θ (or at ``max_iter`` steps, or at a breakdown).
+
+    Full (twice-applied) reorthogonalization and the breakdown rule of :func:`lanczos`; the
+    tridiagonal :math:`T_k` is diagonalized after every step (``max_iter``³ flops, negligible
+    next to a mat-vec at large N). A ``while_loop``: under ``vmap`` it runs until every member
+    has stopped (the stopped ones keep their result).
+
+    Args:
+      matvec: symmetric ``(N,) -> (N,)``; v0: start vector (normalized inside);
+      max_iter: most steps (static, capped at N); rtol: stop when ``error ≤ rtol·|θ|``;
+      tol: breakdown tolerance as in :func:`lanczos`.
+    """
+    n = v0.shape[0]
+    m = int(min(int(max_iter), n))
+    if m < 1:
+        raise ValueError(f"lanczos_largest: max_iter={max_iter} must be ≥ 1 (N = {n})")
+    dtype = v0.dtype
+    if tol is None:
+        tol = BREAKDOWN_RTOL * float(jnp.finfo(dtype).eps) * float(np.sqrt(n))
+    hi = jax.lax.Precision.HIGHEST
+    idx = jnp.arange(m)
+
+    def ritz(alpha, beta, j):
+        """Top Ritz pair of T_{j+1} (rows > j padded, uncoupled, strictly below every α_i ≤ θ)."""
+        valid = idx <= j
+        a_min = jnp.min(jnp.where(valid, alpha, jnp.inf))
+        pad = a_min - 1.0 - jnp.max(jnp.where(valid, jnp.abs(alpha), 0.0))
+        a = jnp.where(valid, alpha, pad)
+        off = jnp.where(idx[:-1] < j, beta[:-1], 0.0)
+        ev, S = jnp.linalg.eigh(jnp.diag(a) + jnp.diag(off, 1) + jnp.diag(off, -1))
+        return ev[-1], jnp.abs(beta[j] * S[j, -1]), S[:, -1]
+
+    def cond(st):
+        j, done = st[0], st[-1]
+        return (j < m) & ~done
+
+    def body(st):
+        j, V, alpha, beta, v, v_prev, b_prev, anorm, brk, _ = st
+        V = V.at[j].set(v)
+        w = matvec(v) - b_prev * v_prev
+        a = jnp.vdot(v, w)
+        w = w - a * v
+        for _ in range(2):
+            w = w - jnp.matmul(V.T, jnp.matmul(V, w, precision=hi), precision=hi)
+        b = jnp.linalg.norm(w)
+        anorm = jnp.maximum(anorm, jnp.abs(a) + b + b_prev)
+        brk = b <= tol * anorm
+        alpha, beta = alpha.at[j].set(a), beta.at[j].set(jnp.where(brk, 0.0, b))
+        th, err, _ = ritz(alpha, beta, j)
+        done = brk | (err <= rtol * jnp.abs(th))
+        v_next = w / jnp.where(brk, 1.0, b)
+        return j + 1, V, alpha, beta, v_next, v, b, anorm, brk, done
+
+    zero = jnp.zeros((), dtype)
+    v = v0 / jnp.linalg.norm(v0)
+    st = (jnp.int32(0), jnp.zeros((m, n), dtype), jnp.zeros(m, dtype), jnp.zeros(m, dtype), v,
+          jnp.zeros_like(v), zero, zero, jnp.asarray(False), jnp.asarray(False))
+    j, V, alpha, beta, *_, brk, _ = jax.lax.while_loop(cond, body, st)
+    th, err, s = ritz(alpha, beta, j - 1)
+    x = jnp.matmul(s, V, precision=hi)
+    return RitzTop(th, err, x / jnp.linalg.norm(x), j, brk)
+
+
 def lanczos_tridiagonal(matvec, v0: jax.Array, num_iter: int):
     """:func:`lanczos` as the tuple ``(alpha (m,), beta (m,), V (m, N))`` (the historical form).
 
@@ -248,8 +332,9 @@ def bisect(below: Callable[[float], bool], lo: float, hi: float, tol: float = 0.
     return lo, hi
 
 
-__all__ = ["BREAKDOWN_RTOL", "Backend", "DENSE_MAX_SPINS", "Lanczos", "RootMethod", "bisect",
-           "check_root_method", "golden_min", "lanczos", "lanczos_tridiagonal", "resolve_backend",
+__all__ = ["BREAKDOWN_RTOL", "Backend", "DENSE_MAX_SPINS", "Lanczos", "RitzTop", "RootMethod", "bisect",
+           "check_root_method", "golden_min", "lanczos", "lanczos_largest", "lanczos_tridiagonal",
+           "resolve_backend",
            "ritz_extreme", "tridiagonal_eigh", "tridiagonal_matrix"]
 
 

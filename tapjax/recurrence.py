@@ -233,8 +233,22 @@ class _ScanState(NamedTuple):
     num_tests: jax.Array  # margin evaluations so far
 
 
-class _RefineState(NamedTuple):
-    """Bracket refinement (secant / Illinois / bisection)."""
+class RefineState(NamedTuple):
+    """Bracket of a crossing and its refinement (secant / Illinois / bisection), shared by
+    :func:`critical_beta_search` and :func:`tapjax.levels.critical_beta_smooth`.
+
+    The margin ``g`` is positive on the PD side (``lo``) and ≤ 0 or NaN on the failing side (``hi``).
+
+    Attributes:
+      lo, g_lo: last PD β and its margin.
+      prev, g_prev: the PD point before ``lo`` (for the secant from the PD side).
+      hi, g_hi: first failing β and its margin (NaN: an earlier pivot failed).
+      w_lo, w_hi: Illinois-weighted margins at ``lo`` / ``hi``.
+      side: +1 last test PD (lo moved), −1 not PD (hi moved), 0 none yet.
+      width1, width2: bracket width before the last step / two steps ago.
+      found: a failing β was met (the bracket exists).
+      num_tests: margin evaluations so far.
+    """
 
     lo: jax.Array
     g_lo: jax.Array
@@ -242,12 +256,69 @@ class _RefineState(NamedTuple):
     g_prev: jax.Array
     hi: jax.Array
     g_hi: jax.Array
-    w_lo: jax.Array       # Illinois-weighted margin at lo
-    w_hi: jax.Array       # Illinois-weighted margin at hi
-    side: jax.Array       # +1: last test was PD (lo moved), −1: not PD (hi moved), 0: none yet
-    width1: jax.Array     # bracket width before the last step
-    width2: jax.Array     # bracket width two steps ago
+    w_lo: jax.Array
+    w_hi: jax.Array
+    side: jax.Array
+    width1: jax.Array
+    width2: jax.Array
+    found: jax.Array
     num_tests: jax.Array
+
+    def tested(self, x, g) -> "RefineState":
+        """The bracket after testing β = ``x`` with margin ``g`` (PD iff g > 0); weights untouched."""
+        pd = g > 0
+        return self._replace(lo=jnp.where(pd, x, self.lo), g_lo=jnp.where(pd, g, self.g_lo),
+                             prev=jnp.where(pd, self.lo, self.prev),
+                             g_prev=jnp.where(pd, self.g_lo, self.g_prev),
+                             hi=jnp.where(pd, self.hi, x), g_hi=jnp.where(pd, self.g_hi, g),
+                             num_tests=self.num_tests + 1)
+
+
+_RefineState = RefineState  # the historical private name
+
+
+def refine_step(s: RefineState, margin, rtol, *, method: str = "secant",
+                step_down: bool = True, nan_side_guard: bool = True) -> RefineState:
+    r"""One refinement test of a bracketed crossing (the loop body of both T_c searches).
+
+    ``method="secant"``: Illinois regula falsi through the weighted end margins, or the secant
+    through the last two PD margins while ``g_hi`` is NaN, aimed ``rtol/4·hi`` past the estimate
+    on the side of the last move (so that an accurate estimate closes the bracket), clipped
+    ``rtol/4·hi`` inside; bisection when the candidate is not finite, leaves the bracket, or the
+    bracket did not halve in two steps. ``method="bisect"``: always bisection. Illinois: the
+    weight of an end that stays put twice in a row is halved.
+
+    Args:
+      s: the bracket; margin: β → g (continuous, > 0 iff PD; NaN allowed past the crossing);
+      rtol: relative target width.
+      step_down: while no PD point above β = 0 is known (``lo ≤ 0``) the fallback point is
+        ``hi/64`` (geometric descent) instead of the midpoint (:func:`critical_beta_search`).
+      nan_side_guard: right after a failing test with ``g_hi`` NaN, bisect instead of the
+        PD-side secant (:func:`critical_beta_search`, whose last-pivot margin is NaN far past the
+        crossing). :func:`tapjax.levels.critical_beta_smooth` uses neither (its margin is finite).
+    """
+    lo, hi = s.lo, s.hi
+    mid = jnp.where(lo > 0, 0.5 * (lo + hi), hi * (1.0 / 64)) if step_down else 0.5 * (lo + hi)
+    if method == "bisect":
+        x = mid
+    else:
+        delta = 0.25 * rtol * hi
+        rf = hi - s.w_hi * (hi - lo) / (s.w_hi - s.w_lo)            # Illinois regula falsi
+        ex = lo - s.g_lo * (lo - s.prev) / (s.g_lo - s.g_prev)     # secant from the PD side
+        use_rf = jnp.isfinite(s.g_hi)
+        cand = jnp.where(use_rf, rf, ex) + delta * s.side
+        stalled = (s.width2 > 0) & (hi - lo > 0.5 * s.width2)
+        ok = jnp.isfinite(cand) & (cand > lo) & (cand < hi) & ~stalled
+        if nan_side_guard:  # after a NaN (earlier pivot failed, β far past the crossing) bisect once
+            ok = ok & (use_rf | (s.side >= 0))
+        x = jnp.where(ok, jnp.clip(cand, lo + delta, hi - delta), mid)
+    g = margin(x)
+    pd = g > 0
+    one = jnp.ones((), s.side.dtype)
+    w_lo = jnp.where(pd, g, jnp.where(s.side < 0, 0.5 * s.w_lo, s.w_lo))
+    w_hi = jnp.where(pd, jnp.where(s.side > 0, 0.5 * s.w_hi, s.w_hi), g)
+    return s.tested(x, g)._replace(w_lo=w_lo, w_hi=w_hi, side=jnp.where(pd, one, -one),
+                                   width1=hi - lo, width2=s.width1)
 
 
 @functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
@@ -336,40 +407,13 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     n = sc.num_tests
 
     # ---- 2. refinement
-    def cond(s: _RefineState):
+    def cond(s: RefineState):
         return sc.found & (s.hi - s.lo > rtol * s.hi) & (s.num_tests < n + max_iter)
 
-    def body(s: _RefineState) -> _RefineState:
-        lo, hi = s.lo, s.hi
-        # bisection point; while no PD point above β = 0 is known, step down geometrically
-        mid = jnp.where(lo > 0, 0.5 * (lo + hi), hi * (1.0 / 64))
-        if method == "bisect":
-            x = mid
-        else:
-            delta = 0.25 * rtol * hi
-            rf = hi - s.w_hi * (hi - lo) / (s.w_hi - s.w_lo)            # Illinois regula falsi
-            ex = lo - s.g_lo * (lo - s.prev) / (s.g_lo - s.g_prev)     # secant from the PD side
-            # after a NaN (earlier pivot failed, β far past the crossing) bisect once
-            use_rf = jnp.isfinite(s.g_hi)
-            cand = jnp.where(use_rf, rf, ex) + delta * s.side
-            stalled = (s.width2 > 0) & (hi - lo > 0.5 * s.width2)
-            ok = jnp.isfinite(cand) & (cand > lo) & (cand < hi) & ~stalled & (use_rf | (s.side >= 0))
-            x = jnp.where(ok, jnp.clip(cand, lo + delta, hi - delta), mid)
-        g = margin(x)
-        pd = g > 0
-        # Illinois: halve the weight of an end that stays put on two steps in a row
-        w_lo = jnp.where(pd, g, jnp.where(s.side < 0, 0.5 * s.w_lo, s.w_lo))
-        w_hi = jnp.where(pd, jnp.where(s.side > 0, 0.5 * s.w_hi, s.w_hi), g)
-        return _RefineState(
-            lo=jnp.where(pd, x, lo), g_lo=jnp.where(pd, g, s.g_lo),
-            prev=jnp.where(pd, lo, s.prev), g_prev=jnp.where(pd, s.g_lo, s.g_prev),
-            hi=jnp.where(pd, hi, x), g_hi=jnp.where(pd, s.g_hi, g),
-            w_lo=w_lo, w_hi=w_hi, side=jnp.where(pd, one, -one), width1=hi - lo,
-            width2=s.width1, num_tests=s.num_tests + 1)
-
-    r0 = _RefineState(lo=sc.lo, g_lo=sc.g_lo, prev=sc.prev, g_prev=sc.g_prev, hi=sc.hi,
-                      g_hi=sc.g_hi, w_lo=sc.g_lo, w_hi=sc.g_hi, side=zero, width1=zero,
-                      width2=zero, num_tests=n)
+    body = lambda s: refine_step(s, margin, rtol, method=method)
+    r0 = RefineState(lo=sc.lo, g_lo=sc.g_lo, prev=sc.prev, g_prev=sc.g_prev, hi=sc.hi,
+                     g_hi=sc.g_hi, w_lo=sc.g_lo, w_hi=sc.g_hi, side=zero, width1=zero,
+                     width2=zero, found=sc.found, num_tests=n)
     s = jax.lax.while_loop(cond, body, r0)
     beta, lower = s.hi / scale, s.lo / scale
     ok_out = finite & jnp.isfinite(beta)
@@ -442,6 +486,6 @@ def critical_beta_bisect(c: LayeredCouplings, threshold: float, beta_max: float,
                          method="bisect")
 
 
-__all__ = ["CriticalBeta", "RecurrenceResult", "SearchStatus", "critical_beta",
+__all__ = ["CriticalBeta", "RecurrenceResult", "RefineState", "SearchStatus", "critical_beta",
            "critical_beta_bisect", "critical_beta_search", "inertia", "last_pivot_margin",
-           "least_eigenvalue_bisect", "logdet", "positive_definite", "recurrence"]
+           "least_eigenvalue_bisect", "logdet", "positive_definite", "recurrence", "refine_step"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,7 +76,8 @@ def lambda_max_bond(c: LayeredCouplings, method: Backend = "auto", num_iter: int
     Args:
       c: couplings (or a list of weight matrices).
       method: a :data:`tapjax.linalg.Backend`: ``"dense"`` (eigvalsh), matrix-free
-        ``"lanczos"`` (``num_iter`` steps at most, fewer at a breakdown, never more than N), or
+        ``"lanczos"`` (:func:`bond_top`: Lanczos on J² restricted to one sublattice, stopped at
+        a relative residual bound of 1e-6, ``num_iter`` steps at most, never more than N), or
         ``"auto"`` (dense up to :data:`tapjax.linalg.DENSE_MAX_SPINS` spins; the default).
     """
     c = as_couplings(c, where="lambda_max_bond")
@@ -85,14 +87,186 @@ def lambda_max_bond(c: LayeredCouplings, method: Backend = "auto", num_iter: int
     return _lambda_max_lanczos(c, num_iter)
 
 
-@functools.partial(jax.jit, static_argnames=("num_iter",))
 def _lambda_max_lanczos(c: LayeredCouplings, num_iter: int) -> jax.Array:
+    """λ_max(J) by :func:`bond_top` (Lanczos on J² on one sublattice, at most ``num_iter`` steps)."""
+    return bond_top(c, num_iter).value
+
+
+# --------------------------------------------------------------------------- grouped bond operator
+def weight_groups(c: LayeredCouplings) -> list[tuple[int, int]]:
+    """Maximal runs ``[j0, j1)`` of consecutive weight matrices of one shape (square when the run
+    is longer than one; unequal blocks are runs of one): each run is one stacked array, so the
+    mat-vec of a 64-block chain is a few batched products, not 128 unrolled ones."""
+    runs, j, L = [], 0, c.num_layers
+    while j < L:
+        shape = c.weights[j].shape
+        j1 = j + 1
+        if shape[0] == shape[1]:
+            while j1 < L and c.weights[j1].shape == shape:
+                j1 += 1
+        runs.append((j, j1))
+        j = j1
+    return runs
+
+
+class BondOperator(NamedTuple):
+    r"""The bond matrix J (eq. 4) as runs of stacked blocks, for matrix-free products.
+
+    Built once (:meth:`of`, one copy of the weights) outside a Krylov loop; each product is a
+    few batched contractions per run (no unrolled per-layer program, and on XLA:CPU 30× faster
+    than the per-layer ``tensordot`` of :func:`~tapjax.spin_model.bond_matvec` at 64 × 512,
+    which transposes every block on every call).
+
+    Attributes:
+      runs: ``[j0, j1)`` per run (static, :func:`weight_groups`).
+      stacks: per run of length > 1, ``(W[j0::2], W[j0+1::2])`` — the blocks of either parity,
+        stacked ``(·, n, n)``; per lone block, ``(W,)``.
+      offsets: layer offsets of the flat ``(N,)`` vector (eq. 2 order), static.
+    """
+
+    runs: tuple
+    stacks: tuple
+    offsets: tuple
+
+    @classmethod
+    def of(cls, c: LayeredCouplings) -> "BondOperator":
+        runs = tuple(weight_groups(c))
+        stacks = []
+        for a, b in runs:
+            if b - a == 1:
+                stacks.append((c.weights[a],))
+            else:
+                stacks.append((jnp.stack(c.weights[a:b:2]), jnp.stack(c.weights[a + 1:b:2])))
+        return cls(runs, tuple(stacks), tuple(c.offsets))
+
+    def _apply(self, v, parity):
+        off = self.offsets
+        tail = v.shape[1:]
+        out = jnp.zeros_like(v)
+        for (a, b), st in zip(self.runs, self.stacks):
+            if b - a == 1:                   # block a joins layers a, a+1
+                W = st[0]
+                if parity is None or a % 2 == parity:
+                    out = out.at[off[a + 1]:off[a + 2]].add(_down(W[None], v[None, off[a]:off[a + 1]])[0])
+                if parity is None or (a + 1) % 2 == parity:
+                    out = out.at[off[a]:off[a + 1]].add(_up(W[None], v[None, off[a + 1]:off[a + 2]])[0])
+                continue
+            R = b - a
+            X = v[off[a]:off[b + 1]].reshape((R + 1, st[0].shape[1]) + tail)
+            Y = jnp.zeros_like(X)
+            for q in (0, 1):                 # blocks t = q, q+2, … join run layers t and t+1
+                Wq = st[q]
+                k = Wq.shape[0]
+                if parity is None or (a + q) % 2 == parity:          # layer t → t+1 (Wᵀ)
+                    Y = Y.at[q + 1:q + 1 + 2 * k:2].add(_down(Wq, X[q:q + 2 * k:2]))
+                if parity is None or (a + q + 1) % 2 == parity:      # layer t+1 → t (W)
+                    Y = Y.at[q:q + 2 * k:2].add(_up(Wq, X[q + 1:q + 1 + 2 * k:2]))
+            out = out.at[off[a]:off[b + 1]].add(Y.reshape((-1,) + tail))
+        return out
+
+    def __call__(self, v: jax.Array) -> jax.Array:
+        """``J v`` for flat ``v`` ``(N,)`` or ``(N, m)`` (each block read twice)."""
+        return self._apply(v, None)
+
+    def from_parity(self, v: jax.Array, parity: int) -> jax.Array:
+        """``J v`` for ``v`` supported on the layers ``k ≡ parity (mod 2)`` (each block read once).
+
+        The layered J couples only neighbouring layers, so it maps even-layer vectors to odd-layer
+        ones and back (bipartite); entries of ``v`` on the other layers are ignored."""
+        return self._apply(v, int(parity))
+
+
+def _down(W, X):
+    """``W[k]ᵀ X[k]`` for stacked ``W (K, a, b)``, ``X (K, a)`` or ``(K, a, m)`` (layouts chosen
+    for XLA:CPU's batched dot: the column index leads for the block case)."""
+    if X.ndim == 2:
+        return jnp.einsum("kij,ki->kj", W, X)
+    return jnp.swapaxes(jnp.einsum("kij,kli->klj", W, jnp.swapaxes(X, 1, 2)), 1, 2)
+
+
+def _up(W, X):
+    """``W[k] X[k]`` for stacked ``W (K, a, b)``, ``X (K, b)`` or ``(K, b, m)``."""
+    if X.ndim == 2:
+        return jnp.einsum("kij,kj->ki", W, X)
+    return jnp.einsum("kij,kjl->kil", W, X)
+
+
+def _parity_mask(c: LayeredCouplings, parity: int, dtype) -> jax.Array:
+    return jnp.concatenate([jnp.full((n,), float(k % 2 == parity), dtype) for k, n in enumerate(c.sizes)])
+
+
+class BondTop(NamedTuple):
+    r"""Largest eigenpair of J (:func:`bond_top`).
+
+    Attributes:
+      value: λ̂ ≈ λ_max(J), a lower bound (a Ritz value).
+      error: λ_max(J) ∈ [value, value + error] (Lanczos residual bound on J², see :func:`bond_top`).
+      vector: ``(N,)`` unit Ritz vector of J.
+      num_steps: Lanczos steps on J² (each one pass over every block).
+    """
+
+    value: jax.Array
+    error: jax.Array
+    vector: jax.Array
+    num_steps: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter",))
+def bond_top(c: LayeredCouplings, max_iter: int = 100, rtol: float = 1e-6) -> BondTop:
+    r"""λ_max(J) and its eigenvector (eq. 4) by Lanczos on J² restricted to one sublattice.
+
+    The layered J is bipartite: with B the even-layers → odd-layers block, its eigenvalues are
+    :math:`\pm\sigma_i(B)`, so :math:`\lambda_{\max}(J)^2 = \lambda_{\max}(J^2|_{\rm even})`.
+    Lanczos on :math:`J^2|_{\rm even}` (:func:`tapjax.linalg.lanczos_largest`) builds a
+    polynomial of degree 2k in J from k steps of two one-sublattice products each — the work of
+    k full J products (:class:`BondOperator`, one pass over the blocks), so it needs half the
+    passes of Lanczos on J for the same accuracy, and stops once the residual bound ε of the
+    Ritz value θ of J² is ≤ ``rtol``·θ (``max_iter`` steps at most). Error: θ ≤ λ_max² and an
+    eigenvalue of J² lies in [θ, θ + ε]; ``value = √θ`` and ``error = √(θ+ε) − √θ`` (the usual
+    caveat of Ritz bounds: the eigenvalue within ε is the top one once θ has separated from the
+    rest, which the full reorthogonalization makes reliable). Eigenvector
+    :math:`x = (u + J u/\lambda)/\sqrt2` from the Ritz vector u of J² (even layers).
+
+    Computed on ``c / s`` (:func:`~tapjax.spin_model.coupling_scale`) and scaled back. NaN for
+    non-finite couplings.
+    """
+    c = as_couplings(c, where="bond_top")
     s = coupling_scale(c)
-    c = LayeredCouplings(tuple(w / s for w in c.weights))
-    v0 = jax.random.normal(jax.random.PRNGKey(0), (c.num_spins,), c.dtype)
-    mv = lambda v: join_layers(bond_matvec(c, split_layers(c, v)))
-    lam = linalg.ritz_extreme(linalg.lanczos(mv, v0, num_iter), "max")[0] * s
-    return jnp.where(all_finite(c), lam, jnp.nan)
+    cn = LayeredCouplings(tuple(w / s for w in c.weights))
+    op = BondOperator.of(cn)
+    mask = _parity_mask(cn, 0, cn.dtype)
+    v0 = jax.random.normal(jax.random.PRNGKey(0), (cn.num_spins,), cn.dtype) * mask
+    sq = lambda v: op.from_parity(op.from_parity(v, 0), 1) * mask
+    top = linalg.lanczos_largest(sq, v0, max_iter, rtol)
+    th = jnp.maximum(top.value, 0.0)
+    lam = jnp.sqrt(th)
+    err = jnp.sqrt(th + top.error) - lam
+    u = top.vector * mask
+    x = u + op.from_parity(u, 0) / jnp.where(lam > 0, lam, 1.0)
+    x = x / jnp.linalg.norm(x)
+    ok = all_finite(c)
+    nan = jnp.full((), jnp.nan, c.dtype)
+    return BondTop(jnp.where(ok, lam * s, nan), jnp.where(ok, err * s, nan),
+                   jnp.where(ok, x, jnp.nan), top.num_steps)
+
+
+@jax.jit
+def layer_sigma_max(c: LayeredCouplings) -> jax.Array:
+    r"""Largest singular value :math:`\sigma_{\max}(W^{(k)})` of every block ``(L,)``, exact.
+
+    ``eigvalsh`` of the smaller Gram matrix, one batched call per run of equal blocks
+    (:func:`weight_groups`; :func:`tapjax.linalg.eigvalsh_batch`: eigenvalues only, the host's
+    cores in parallel on CPU), on ``c / s`` and scaled back.
+    """
+    c = as_couplings(c, where="layer_sigma_max")
+    s = coupling_scale(c)
+    out = []
+    for a, b in weight_groups(c):
+        Ws = jnp.stack([w / s for w in c.weights[a:b]])
+        m, n = Ws.shape[1:]
+        G = jnp.einsum("kij,kil->kjl", Ws, Ws) if n <= m else jnp.einsum("kij,klj->kil", Ws, Ws)
+        out.append(jnp.sqrt(jnp.maximum(linalg.eigvalsh_batch(G)[:, -1], 0.0)))
+    return jnp.concatenate(out) * s
 
 
 def spectral_density(eigenvalues, bins: int = 100, range_=None):
@@ -103,5 +277,5 @@ def spectral_density(eigenvalues, bins: int = 100, range_=None):
     return 0.5 * (edges[1:] + edges[:-1]), hist
 
 
-__all__ = ["bond_spectrum", "first_level_spacing", "lambda_max_bond", "lambda_min_r",
+__all__ = ["BondOperator", "BondTop", "bond_spectrum", "bond_top", "layer_sigma_max", "weight_groups", "first_level_spacing", "lambda_max_bond", "lambda_min_r",
            "spectral_density", "tap_spectrum"]
