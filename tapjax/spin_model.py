@@ -297,22 +297,30 @@ def energy(c: LayeredCouplings, spins: Sequence[jax.Array]) -> jax.Array:
     return e
 
 
-def equal_block_runs(c: LayeredCouplings) -> list[tuple[int, int]]:
-    """Steps k = 2..L of the block recurrence (eqs. 26–27) grouped into maximal runs
-    ``[k0, k1)`` of equal square blocks, each of which one :func:`jax.lax.scan` can carry;
-    unequal (e.g. first/last) blocks form runs of length one."""
-    runs, k, L = [], 2, c.num_layers
-    while k <= L:
-        shape = c.weights[k - 1].shape
-        k1 = k + 1
+def block_runs(c: LayeredCouplings, first: int = 0) -> list[tuple[int, int]]:
+    """Maximal runs ``[j0, j1)`` of consecutive blocks ``c.weights[j0:j1]`` (0-based, from
+    ``first``) that one stacked array can hold: a run longer than one has equal *square* blocks;
+    any other block (non-square, or a shape change) is a run of one."""
+    runs, j, L = [], int(first), c.num_layers
+    while j < L:
+        shape = c.weights[j].shape
+        j1 = j + 1
         if shape[0] == shape[1]:
-            while k1 <= L and c.weights[k1 - 1].shape == shape:
-                k1 += 1
-        runs.append((k, k1))
-        k = k1
+            while j1 < L and c.weights[j1].shape == shape:
+                j1 += 1
+        runs.append((j, j1))
+        j = j1
     return runs
 
 
-__all__ = ["LayeredCouplings", "all_finite", "as_couplings", "bond_matvec", "check_couplings",
+def equal_block_runs(c: LayeredCouplings) -> list[tuple[int, int]]:
+    """Steps k = 2..L of the block recurrence (eqs. 26–27) grouped into maximal runs
+    ``[k0, k1)`` of equal square blocks, each of which one :func:`jax.lax.scan` can carry;
+    unequal (e.g. first/last) blocks form runs of length one. Step k uses ``W^(k)`` =
+    ``c.weights[k - 1]``, so these are the :func:`block_runs` from the second block, shifted by 1."""
+    return [(j0 + 1, j1 + 1) for j0, j1 in block_runs(c, first=1)]
+
+
+__all__ = ["LayeredCouplings", "all_finite", "as_couplings", "block_runs", "bond_matvec", "check_couplings",
            "coupling_scale", "equal_block_runs", "couplings", "dense_bond_matrix", "energy", "join_layers",
            "nonfinite_blocks", "normalized", "random_couplings", "row_square_sums", "split_layers"]

@@ -72,3 +72,49 @@ def test_coupling_scale_leaves_the_tap_matrix_unchanged(x64):
     np.testing.assert_allclose(np.asarray(tap.tap_matrix(c, b)), A, rtol=1e-13)
     cn = c.scale(1.0 / s)
     np.testing.assert_array_equal(np.asarray(tap.tap_matrix(c, b)), np.asarray(tap.tap_matrix(cn, b * s)))
+
+
+def _runs_by_definition(shapes, first):
+    """Maximal [j0, j1) with all blocks equal and square when j1 − j0 > 1 (brute force)."""
+    runs, j = [], first
+    while j < len(shapes):
+        j1 = j + 1
+        while shapes[j][0] == shapes[j][1] and j1 < len(shapes) and shapes[j1] == shapes[j]:
+            j1 += 1
+        runs.append((j, j1))
+        j = j1
+    return runs
+
+
+@pytest.mark.parametrize("sizes", [(5,), (5, 7), (4, 6, 6, 6, 3), (3, 3, 3, 3), (6, 6, 6, 4, 4, 4), (2, 5, 5, 2, 2, 2)])
+def test_block_runs_and_equal_block_runs(sizes):
+    from tapjax.spin_model import LayeredCouplings, block_runs, equal_block_runs
+    sizes = (3,) + sizes
+    c = LayeredCouplings(tuple(jnp.zeros((a, b)) for a, b in zip(sizes[:-1], sizes[1:])))
+    shapes = [w.shape for w in c.weights]
+    assert block_runs(c) == _runs_by_definition(shapes, 0)
+    # recurrence steps k = 2..L use W^(k) = weights[k-1]: runs of blocks 1.. shifted by one
+    steps = equal_block_runs(c)
+    assert steps == [(a + 1, b + 1) for a, b in _runs_by_definition(shapes, 1)]
+    assert [k for k0, k1 in steps for k in range(k0, k1)] == list(range(2, c.num_layers + 1))
+    for k0, k1 in steps:
+        assert len({c.weights[k - 1].shape for k in range(k0, k1)}) == 1
+
+
+def test_pytree_registration_leaves_order_and_structure():
+    """register_dataclass: leaves are the blocks in layer order, no static data, lists become tuples."""
+    from tapjax.spin_model import LayeredCouplings
+    ws = [jnp.full((3, 4), 1.0), jnp.full((4, 2), 2.0), jnp.full((2, 5), 3.0)]
+    a, b = LayeredCouplings(tuple(ws)), LayeredCouplings(list(ws))
+    assert isinstance(b.weights, tuple)
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    leaves, tree = jax.tree_util.tree_flatten(a)
+    assert [float(x[0, 0]) for x in leaves] == [1.0, 2.0, 3.0]
+    back = jax.tree_util.tree_unflatten(tree, [2 * x for x in leaves])
+    assert isinstance(back, LayeredCouplings) and float(back.weights[2][0, 0]) == 6.0
+    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), a, back)
+    assert stacked.sizes == (3, 4, 2, 5)
+    got = jax.lax.map(lambda c: sum(jnp.sum(w) for w in c.weights), stacked)
+    np.testing.assert_allclose(np.asarray(got), [12 + 16 + 30, 2 * (12 + 16 + 30)])
+    got = jax.jit(jax.vmap(lambda c: c.weights[1].sum()))(stacked)
+    np.testing.assert_allclose(np.asarray(got), [16.0, 32.0])
