@@ -74,10 +74,10 @@ def preprocess(x_uint8: jax.Array, kind: Kind | jax.Array) -> jax.Array:
     :data:`KINDS`, or a (possibly traced) bool scalar ``is_binarized``: then an elementwise
     select of the two, for runs of both kinds vmapped in one program (:mod:`tapjax.multirun`).
     """
+    if not isinstance(kind, str):
+        return jnp.where(kind, preprocess(x_uint8, "binarized"), preprocess(x_uint8, "standard"))
     x = x_uint8.astype(jnp.float32) / 255.0
-    if isinstance(kind, str):
-        return step(x - 0.5) if kind == "binarized" else x
-    return jnp.where(kind, step(x - 0.5), x)
+    return step(x - 0.5) if kind == "binarized" else x
 
 
 def hidden_activation(h: jax.Array, kind: Kind | jax.Array) -> jax.Array:
