@@ -187,3 +187,62 @@ def test_loss_option_is_wired(data):
         np.testing.assert_allclose(float(losses[0]), direct, rtol=1e-6)   # step 1 sees the init
         first[loss] = direct
     assert first["one_vs_rest"] != pytest.approx(first["weston_watkins"], rel=0.1)
+
+
+def _same_files(a, b):
+    """Every file of run directory ``a`` equals ``b``'s: npz keys, dtypes and bytes; JSON exactly."""
+    fa = sorted(os.path.relpath(os.path.join(r, f), a) for r, _, fs in os.walk(a) for f in fs)
+    fb = sorted(os.path.relpath(os.path.join(r, f), b) for r, _, fs in os.walk(b) for f in fs)
+    assert fa == fb and "state.npz" in fa and "history.json" in fa
+    for f in fa:
+        if f.endswith(".npz"):
+            za, zb = ckpt.read_npz(os.path.join(a, f)), ckpt.read_npz(os.path.join(b, f))
+            assert sorted(za) == sorted(zb), f
+            for k in za:
+                x, y = np.asarray(za[k]), np.asarray(zb[k])
+                assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), (f, k)
+        else:
+            with open(os.path.join(a, f), "rb") as fh, open(os.path.join(b, f), "rb") as gh:
+                assert fh.read() == gh.read(), f
+
+
+@pytest.mark.parametrize("kind", ["standard", "binarized"])
+def test_train_is_train_many_of_one_run_bit_for_bit(tmp_path, data, kind):
+    """One engine: ``train(cfg)`` and ``train_many([cfg])`` (vmapped program, R = 1) write the
+    same files bit for bit: same init, shuffles, step, loss sums, error counts and schedule."""
+    import dataclasses
+    from tapjax.multirun import train_many
+    d = dataclasses.replace(data, x_train=data.x_train[:320], y_train=data.y_train[:320],
+                            x_val=data.x_val[:100], y_val=data.y_val[:100])
+    cfg = TrainConfig(model=ModelConfig(kind=kind, widths=(16, 10)), lr=1e-3, epochs=2,
+                      schedule="every", first_epoch_levels=2, seed=3)
+    one = train(cfg, d, str(tmp_path / "train"), progress=False)
+    many = train_many([cfg], d, [str(tmp_path / "many")]).results[0]
+    assert one.history == many.history and len(one.history) == 2
+    _same_files(str(tmp_path / "train"), str(tmp_path / "many"))
+    w0 = ckpt.load_run(str(tmp_path / "train")).weights[0]
+    assert float(np.abs(w0[-1] - w0[0]).max()) > 1e-4   # the runs moved
+
+
+@pytest.mark.parametrize("kind", ["standard", "binarized"])
+def test_one_forward_static_and_traced_kind(kind):
+    """``MLP.apply`` is :func:`models.forward`; the traced kind switch (vmapped runs) gives the
+    static kind's scores, gradients and input bit for bit."""
+    import jax.numpy as jnp
+    from tapjax.models import MLP, forward, num_wrong, preprocess
+    cfg = ModelConfig(kind=kind, input_dim=20, widths=(8, 6, 4), use_bias=True)
+    p = init_params(cfg, jax.random.PRNGKey(1))
+    p = jax.tree_util.tree_map(lambda a: a + 0.1, p)            # non-zero biases
+    raw = jnp.asarray(np.random.default_rng(0).integers(0, 256, (7, 20), dtype=np.uint8))
+    is_bin = jnp.asarray(kind == "binarized")
+    x = preprocess(raw, kind)
+    np.testing.assert_array_equal(preprocess(raw, is_bin), x)
+    s = MLP(cfg).apply({"params": p}, x)
+    np.testing.assert_array_equal(forward(p, x, kind), s)
+    np.testing.assert_array_equal(jax.jit(forward)(p, x, is_bin), jax.jit(forward, static_argnums=2)(p, x, kind))
+    g_static = jax.grad(lambda q: forward(q, x, kind).sum())(p)
+    g_traced = jax.grad(lambda q: forward(q, x, is_bin).sum())(p)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, g_traced, g_static)
+    assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree_util.tree_leaves(g_static))
+    y = jnp.arange(7) % 4
+    assert int(num_wrong(p, x, y, kind)) == int(np.sum(np.argmax(np.asarray(s), -1) != np.asarray(y)))
