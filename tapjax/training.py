@@ -7,6 +7,17 @@ are gathered inside the scan, so no Python runs per step. Each epoch's shuffle i
 which is what makes a resumed run bit-identical to an uninterrupted one.
 
 Time ``t`` is measured in epochs: ``t = step / steps_per_epoch`` (fractional inside an epoch).
+
+One engine for one run and for R vmapped runs (:mod:`tapjax.multirun`):
+
+* step: :func:`chunk_step` (scan of SGD-momentum steps, :func:`make_optimizer`, loss of
+  :func:`tapjax.models.forward`) — :func:`make_chunk_fn` jits it for one run with its
+  :class:`RunHyper` as constants, ``multirun.make_multi_chunk_fn`` is ``jit(vmap(...))`` of it;
+* errors: :func:`tapjax.models.num_wrong` summed by :func:`tapjax.models.error_fraction`;
+* host loop: :func:`run_chunks` (chunks between checkpoints, history rows, checkpoint /
+  ``state.npz`` / ``history.json`` writing) over a :class:`ChunkProgram` and one
+  :class:`RunLog` per run; :func:`locked_workdirs` holds the runs' locks. :func:`train` adds
+  resume and the tc_penalty term (one run only).
 """
 
 from __future__ import annotations
