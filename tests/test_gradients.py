@@ -230,3 +230,23 @@ def test_attribution_maps(x64, refs):
     total = sum(float(jnp.sum(p)) for p in a.per_weight)
     np.testing.assert_allclose(sum(float(jnp.sum(p)) for p in a.per_neuron), 2 * total, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(a.per_neuron[0]), np.asarray(a.per_weight[0].sum(1)), rtol=1e-12)
+
+
+def test_recurrence_eigenpair_on_levels_factors_and_fallback(x64):
+    """backend="recurrence": inverse iteration on levels.factorize/solve gives the dense eigenpair
+    at β_c; where a leading pivot is not PD (shift far above λ_min) it falls back to Lanczos."""
+    c0, c = _net(*NETS[2], spike=SPIKE[NETS[2][0]])
+    ref = mt.reference_level(c0, beta_max=3.0)
+    thr = float(mt.reference_value(ref))
+    cp = mt.critical_point(c, thr, 3.0, backend="dense")
+    b = jnp.asarray(float(cp.beta), c.dtype)
+    dense = mt.least_eigenpair(c, b, "dense")
+    rec = mt._eigenpair_recurrence(c, b, thr, 4, 4, 0)
+    assert abs(float(rec.value - dense.value)) < 1e-12 and float(rec.residual) < 1e-10
+    assert abs(abs(float(jnp.vdot(rec.vector, dense.vector))) - 1.0) < 1e-10
+    # Rayleigh–Ritz on 4 vectors: λ2 from above (min-max), so the gap is an overestimate, here by 0.14 %
+    assert float(dense.gap) - 1e-12 <= float(rec.gap) < 1.01 * float(dense.gap)
+    from tapjax import levels
+    assert not bool(levels.factorize(c, b, 50.0).earlier_ok)      # D_0 = diag(1 − 50 + β² r) < 0
+    fb = mt._eigenpair_recurrence(c, b, 50.0, 4, 4, 0)
+    assert abs(float(fb.value - dense.value)) < 1e-9
