@@ -75,14 +75,12 @@ def test_coupling_scale_leaves_the_tap_matrix_unchanged(x64):
 
 
 def _runs_by_definition(shapes, first):
-    """Maximal [j0, j1) with all blocks equal and square when j1 − j0 > 1 (brute force)."""
-    runs, j = [], first
-    while j < len(shapes):
-        j1 = j + 1
-        while shapes[j][0] == shapes[j][1] and j1 < len(shapes) and shapes[j1] == shapes[j]:
-            j1 += 1
-        runs.append((j, j1))
-        j = j1
+    """Groups of consecutive equal shapes (itertools.groupby); a non-square group splits into ones."""
+    import itertools
+    runs = []
+    for shape, grp in itertools.groupby(range(first, len(shapes)), key=lambda i: shapes[i]):
+        idx = list(grp)
+        runs += [(idx[0], idx[-1] + 1)] if shape[0] == shape[1] else [(i, i + 1) for i in idx]
     return runs
 
 
