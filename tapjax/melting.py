@@ -70,6 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tapjax import levels, linalg, recurrence, tap
+from tapjax.reference import beta_grid
 from tapjax.spin_model import (LayeredCouplings, couplings, join_layers, row_square_sums,
                                split_layers)
 
@@ -454,7 +455,7 @@ def reference_level(ref_weights, betas=None, *, beta_max: float | None = None, n
     if betas is None:
         if beta_max is None:
             raise ValueError("reference_level: pass betas or beta_max")
-        betas = np.linspace(0.0, float(beta_max), num_betas + 1)[1:]
+        betas = beta_grid(beta_max, num_betas)
     kw = {"num_iter": num_iter} if backend == "lanczos" else {}
     thr = tap.reference_threshold(c, betas, backend, **kw)
     slope = lambda b: _slope(c, jnp.asarray(b, c.dtype), backend, num_iter)
@@ -621,7 +622,7 @@ def attribute_run(workdir: str, indices: Sequence[int] | None = None, *,
     c0, meta0 = load(paths[0])
     scale = float(meta0.get("config", {}).get("model", {}).get("init_scale", 2.0))
     bmax = 2.0 * msk.critical_beta(c0.sizes, scale)
-    betas = np.linspace(0.0, bmax, num_betas + 1)[1:]
+    betas = beta_grid(bmax, num_betas)
     kw = {"num_iter": 120} if reference_backend == "lanczos" else {}
     thr = tap.reference_threshold(c0, betas, reference_backend, **kw)
     idx = range(len(paths)) if indices is None else sorted({i % len(paths) for i in indices})

@@ -92,6 +92,15 @@ class ReferenceResult(NamedTuple):
                    dict(d.get("info") or {}))
 
 
+def beta_grid(beta_max: float, num_betas: int) -> np.ndarray:
+    r"""The section-3.2 β grid: ``num_betas`` equal steps on :math:`(0, eta_{\max}]`,
+    ``linspace(0, beta_max, num_betas + 1)[1:]`` (β = 0 is left out: there :math:`I - M = I`)."""
+    if not (num_betas >= 1 and np.isfinite(beta_max) and beta_max > 0):
+        raise ValueError(f"beta_grid: need beta_max > 0 (finite) and num_betas ≥ 1, got "
+                         f"beta_max={beta_max!r}, num_betas={num_betas!r}")
+    return np.linspace(0.0, float(beta_max), int(num_betas) + 1)[1:]
+
+
 def measured_scales(c: LayeredCouplings | Sequence) -> np.ndarray:
     r"""Per-layer init scales :math:`C_k = N_{k-1}\,\mathrm{Var}(W^{(k)})` → ``(L,)`` float64.
 
@@ -242,7 +251,7 @@ class Reference:
         """The β grid for a range ``(0, beta_max]`` (or the explicit ``betas``)."""
         if self.betas is not None:
             return np.asarray(self.betas, float)
-        return np.linspace(0.0, beta_max, self.num_betas + 1)[1:]
+        return beta_grid(beta_max, self.num_betas)
 
     def compute(self, c: LayeredCouplings | Sequence) -> ReferenceResult:
         """:class:`ReferenceResult` for the reference snapshot's couplings ``c`` (one net, no batch axis)."""
@@ -291,7 +300,7 @@ class Reference:
         if self.betas is not None:
             b = np.asarray(self.betas, float)
             return b * (top / b[-1])
-        return np.linspace(0.0, top, self.num_betas + 1)[1:]
+        return beta_grid(top, self.num_betas)
 
 
 def as_reference(reference: "str | Reference") -> Reference:
@@ -321,6 +330,6 @@ def auto_kind(t0: float, num_snapshots: int, from_tapjax_run: bool) -> tuple[str
     return "shuffled", why + ": null model of the first snapshot's permuted entries"
 
 
-__all__ = ["KINDS", "Reference", "ReferenceKind", "ReferenceRangeError", "ReferenceResult",
+__all__ = ["KINDS", "Reference", "ReferenceKind", "ReferenceRangeError", "ReferenceResult", "beta_grid",
            "as_reference", "auto_kind", "beta_range", "gaussian_couplings", "measured_scales",
            "reference_minimum", "shuffled_couplings"]

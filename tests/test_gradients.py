@@ -250,3 +250,23 @@ def test_recurrence_eigenpair_on_levels_factors_and_fallback(x64):
     assert not bool(levels.factorize(c, b, 50.0).earlier_ok)      # D_0 = diag(1 − 50 + β² r) < 0
     fb = mt._eigenpair_recurrence(c, b, 50.0, 4, 4, 0)
     assert abs(float(fb.value - dense.value)) < 1e-9
+
+
+def test_attribute_run_on_a_tiny_run(x64, tmp_path):
+    """attribute_run on two checkpoints: t = 0 is the reference (tangency: ∂λ_min/∂β ≈ 0 at β*),
+    the later T_c is the library search's 1/β_c against the same λ*, and the maps add up."""
+    from tapjax import checkpoints as ckpt
+    from tapjax import recurrence
+    c0, c1 = _net((8, 10, 10, 4), 4, spike=2.0)
+    for step, c in ((0, c0), (10, c1)):
+        params = {f"layer{k + 1}": {"kernel": np.asarray(w)} for k, w in enumerate(c.weights)}
+        ckpt.save_checkpoint(str(tmp_path), params, {"step": step, "t": step / 10, "val_error": 0.5})
+    ra = mt.attribute_run(str(tmp_path), backend="dense", reference_backend="dense", dtype=jnp.float64)
+    assert ra.quantity == ["lambda_star", "T_c"] and list(ra.step) == [0, 10]
+    assert ra.T_c[0] == pytest.approx(1.0 / ra.threshold_beta)
+    assert abs(ra.slope[0]) < 1e-2 * abs(ra.slope[1]) and ra.slope[1] < 0
+    r = recurrence.critical_beta_search(c1, ra.threshold, 3.0 * ra.threshold_beta, 1e-11)
+    assert ra.T_c[1] == pytest.approx(1.0 / float(r.beta), rel=1e-9)
+    for i in range(2):   # every bond touches two spins: Σ_neurons = 2 Σ_bonds
+        assert sum(float(p[i].sum()) for p in ra.per_neuron) == pytest.approx(2 * ra.per_layer[i].sum())
+    assert [p.shape for p in ra.per_neuron] == [(2, 8), (2, 10), (2, 10), (2, 4)]

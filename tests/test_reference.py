@@ -110,3 +110,13 @@ def test_bad_arguments(net):
     flat = couplings([np.ones((4, 3)), np.ones((3, 2))])
     with pytest.raises(ValueError, match=r"W\^\(1\).*constant"):
         beta_range(flat)
+
+
+def test_beta_grid_is_the_section_3_2_grid():
+    from tapjax.reference import Reference, beta_grid
+    g = beta_grid(2.0, 4)
+    np.testing.assert_array_equal(g, [0.5, 1.0, 1.5, 2.0])           # β = 0 (I − M = I) left out
+    np.testing.assert_array_equal(Reference(num_betas=7).grid(3.5), beta_grid(3.5, 7))
+    for bad in ((0.0, 4), (-1.0, 4), (float("nan"), 4), (2.0, 0)):
+        with pytest.raises(ValueError, match="beta_grid: need beta_max > 0"):
+            beta_grid(*bad)
