@@ -37,6 +37,7 @@ _LAZY_NAMES = {"load_series": "sources", "load_network": "sources", "SourceError
                "Reference": "reference", "ReferenceResult": "reference",
                "ReferenceRangeError": "reference", "MLP": "models", "ModelConfig": "models",
                "weights_from_params": "models", "TrainConfig": "training", "train": "training",
+               "train_many": "multirun",
                "WorkdirLock": "locking", "WorkdirBusyError": "locking",
                "ConvergenceError": "errors", "CouplingsError": "errors",
                "SearchStatus": "recurrence", "as_couplings": "spin_model",
