@@ -427,7 +427,9 @@ def lowest_eigenvalues(c: LayeredCouplings, beta, k: int = 2, *, shift=None, num
                        block_size: int = 4, bounds=None) -> LowestEigenvalues:
     r"""The ``k`` lowest eigenvalues of :math:`I - M(\beta)` by shift-invert Lanczos (eqs. 22–27).
 
-    Block Krylov (with a ``shift``, N ≥ :data:`BLOCK_MIN_SPINS` · ``block_size``; default 4:
+    Block Krylov (N ≥ :data:`BLOCK_MIN_SPINS` · ``block_size``, every round with a ``shift``,
+    rounds ≥ 2 without one — from the Weyl bound the single vector converges, a block of
+    degree ``num_iter/block_size`` does not; default 4:
     ``num_iter // block_size`` solves of
     ``block_size`` right-hand sides, :func:`_block_inverse_ritz`) or Lanczos with full
     reorthogonalization (``block_size=1``: ``num_iter`` single solves) on :math:`A^{-1}`,
@@ -448,8 +450,8 @@ def lowest_eigenvalues(c: LayeredCouplings, beta, k: int = 2, *, shift=None, num
       shift: optional σ below λ_min (verified; moved down if not).
       num_iter: Krylov dimension per round; max_rounds: rounds; tol: residual target (default
         ``1e-2·sqrt(eps)·scale``, scale = the upper Weyl bound); key: start-vector key;
-      block_size: right-hand sides per solve (used with a ``shift`` and N ≥
-        :data:`BLOCK_MIN_SPINS` · block_size, else 1 = single-vector Lanczos; at 64 × 512 with
+      block_size: right-hand sides per solve (for N ≥ :data:`BLOCK_MIN_SPINS` · block_size,
+        else 1 = single-vector Lanczos; at 64 × 512 with
         σ = λ* the block path takes 4.1 s against 6.6 s, same residuals);
       bounds: precomputed :func:`spectrum_bounds` ``(lo, hi)`` (else computed here).
 
@@ -470,8 +472,9 @@ def lowest_eigenvalues(c: LayeredCouplings, beta, k: int = 2, *, shift=None, num
     # block Krylov (num_iter // bsz block solves) where N is large enough that a solve costs more
     # than its per-column share of a block solve; small N: single-vector Lanczos (exact at N ≤ num_iter)
     # Without a shift the first σ is the Weyl bound, far below λ_1: a block space of degree
-    # num_iter/bsz does not converge from there, single-vector Lanczos of degree num_iter does.
-    bsz = int(block_size) if (n >= BLOCK_MIN_SPINS * max(1, int(block_size)) and shift is not None) else 1
+    # num_iter/bsz does not converge from there, single-vector Lanczos of degree num_iter does;
+    # so round 1 is single-vector then, and the later rounds (σ about a gap below λ̃_1) blocks.
+    bsz = int(block_size) if n >= BLOCK_MIN_SPINS * max(1, int(block_size)) else 1
     nblk = max(2, int(num_iter) // bsz) if bsz > 1 else 0
     if bsz * nblk <= k:
         bsz = 1
@@ -484,12 +487,19 @@ def lowest_eigenvalues(c: LayeredCouplings, beta, k: int = 2, *, shift=None, num
     vr = jax.random.normal(key, (n,), dtype)
     vr = vr / jnp.linalg.norm(vr)
 
-    def ritz(f, sigma, v0):
-        if bsz > 1:
-            th, X = _block_inverse_ritz(f, v0, jax.random.fold_in(key, 1), bsz, nblk)
+    def top_k(th, X):
+        return th[::-1][:k], X[:, ::-1][:, :k]            # largest θ ↔ lowest λ
+
+    single = lambda f, v0: top_k(*_inverse_ritz(f, v0, num_iter))
+    block = lambda f, v0: top_k(*_block_inverse_ritz(f, v0, jax.random.fold_in(key, 1), bsz, nblk))
+
+    def ritz(f, sigma, v0, first):
+        if bsz == 1:
+            th, X = single(f, v0)
+        elif shift is None:   # round 1 from the Weyl bound: single vector; later rounds: blocks
+            th, X = jax.lax.cond(first, single, block, f, v0)
         else:
-            th, X = _inverse_ritz(f, v0, num_iter)
-        th, X = th[::-1][:k], X[:, ::-1][:, :k]          # largest θ ↔ lowest λ
+            th, X = block(f, v0)
         lam = sigma + 1.0 / th
         X = X / jnp.linalg.norm(X, axis=0)
         R = tap_op(X) - X * lam
@@ -507,7 +517,7 @@ def lowest_eigenvalues(c: LayeredCouplings, beta, k: int = 2, *, shift=None, num
         step = jnp.where(first, 1e-3 * scale, d)
         f, sig2, n2 = _pd_below(c, beta, target, step)
         v0 = jnp.where(first, vr, X.sum(axis=1) / np.sqrt(k) + 0.3 * vr)
-        lam2, res2, X2 = ritz(f, sig2, v0)
+        lam2, res2, X2 = ritz(f, sig2, v0, first)
         better = first | (jnp.max(res2) < jnp.max(res))
         pick = lambda a, b: jnp.where(better, a, b)
         return pick(lam2, lam), pick(res2, res), pick(X2, X), pick(sig2, sigma), nf + n2, i + 1

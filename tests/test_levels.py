@@ -97,6 +97,11 @@ def test_lowest_eigenvalues_block_path_vs_dense(x64, sizes):
         np.testing.assert_allclose(lam, ev[:2], atol=1e-8 * ev[-1])    # s0 to ≪ the gap
         one = levels.lowest_eigenvalues(c, b, 2, shift=ev[0] - 0.01, block_size=1)
         np.testing.assert_allclose(lam, np.asarray(one.eigenvalues), atol=1e-8 * ev[-1])
+        # no shift: round 1 single-vector from the Weyl bound, later rounds by blocks
+        auto = levels.lowest_eigenvalues(c, b, 2)
+        lam3, res3 = np.asarray(auto.eigenvalues), np.asarray(auto.residuals)
+        assert np.all(np.abs(lam3 - ev[:2]) <= res3 + 1e-12) and float(auto.shift) < ev[0]
+        np.testing.assert_allclose(lam3, ev[:2], atol=1e-8 * ev[-1])
 
 
 def test_lowest_eigenvalues_shift_argument(x64):
