@@ -55,3 +55,15 @@ def test_layer_sigma_max_exact(x64):
     c = random_couplings(jax.random.PRNGKey(2), (7, 5, 5, 5, 3, 9), dtype=jnp.float64)
     want = [np.linalg.svd(np.asarray(w), compute_uv=False)[0] for w in c.weights]
     np.testing.assert_allclose(np.asarray(spectra.layer_sigma_max(c)), want, rtol=1e-12)
+
+
+def test_bond_top_under_vmap_matches_single(x64):
+    """Batched over stacked checkpoints (while_loop under vmap): each member keeps its own stop."""
+    cs = [spiked(random_couplings(jax.random.PRNGKey(k), (12, 9, 9, 9, 5), dtype=jnp.float64), 1.0 * k)
+          for k in range(2)]
+    stacked = type(cs[0])(tuple(jnp.stack([c.weights[i] for c in cs]) for i in range(4)))
+    got = jax.vmap(lambda c: spectra.bond_top(c, 40, 1e-9))(stacked)
+    for k, c in enumerate(cs):
+        one = spectra.bond_top(c, 40, 1e-9)
+        assert float(got.value[k]) == pytest.approx(float(one.value), rel=1e-12)
+        assert int(got.num_steps[k]) == int(one.num_steps)
