@@ -485,3 +485,20 @@ def test_dense_spectra_phase_against_float64(x64):
     for i in range(2):
         m = np.asarray(tap.tap_matrix(couplings([w[i] for w in ws]), betas[i]))
         np.testing.assert_allclose(ev[i], np.linalg.eigvalsh(m), rtol=0, atol=1e-12)
+
+
+def test_lambda_max_lanczos_path_brackets_dense(x64, monkeypatch):
+    """Above linalg.DENSE_MAX_SPINS λ_max(J) comes from spectra.bond_top: the dense value lies
+    in [λ_max, λ_max + info['lambda_max_J_error']] (here forced on a small net)."""
+    from tapjax import linalg
+    from tapjax.spin_model import dense_bond_matrix
+    monkeypatch.setattr(linalg, "DENSE_MAX_SPINS", 16)
+    rng = np.random.default_rng(5)
+    ws = [rng.standard_normal((40, 30)) / np.sqrt(40), rng.standard_normal((30, 20)) / np.sqrt(30),
+          rng.standard_normal((20, 5)) / np.sqrt(20)]
+    a = analysis.analyze(ws, reference="msk", level_spacing=False, progress=False, dtype=jnp.float64)
+    assert "bond_top" in a.info["methods"]["lambda_max_J"]
+    want = np.linalg.eigvalsh(np.asarray(dense_bond_matrix(couplings(ws))))[-1]
+    err = a.info["lambda_max_J_error"][0]
+    assert 0 <= err < 1e-5 * want
+    assert a.lambda_max_J[0] - 1e-12 <= want <= a.lambda_max_J[0] + err + 1e-12
