@@ -246,6 +246,7 @@ def report():
                      "lambda_max_J_final": float(an.lambda_max_J[-1]),
                      "lambda_max_J_0": float(an.lambda_max_J[0]),
                      "bond_top5_final": ev_j[-5:][::-1].tolist(),
+                     "bond_top30_final": ev_j[-30:][::-1].tolist(),
                      "bond_bulk_edge_final": float(np.quantile(ev_j, 0.99)),
                      "penalty_f_final": hist[-1].get("penalty_f") if hist else None,
                      "penalty_skipped": sum(h.get("penalty_skipped", 0) for h in hist),
@@ -269,7 +270,7 @@ def report():
         axs[0].plot(t, an.val_error, ls, ms=3, label=lab)
         axs[1].plot(t, an.T_c, ls, ms=3, label=lab)
         axs[2].plot(t, an.lambda_max_J, ls, ms=3, label=lab)
-        axs[3].hist(ev_j, bins=120, histtype="step", density=True, label=lab)
+        axs[3].plot(np.arange(1, 31), ev_j[-30:][::-1], ls, ms=3, label=lab)
     for ax, yl in zip(axs[:3], ["validation error", "T_c", "λ_max(J)"]):
         ax.set_xscale("log")
         ax.set_xlabel("epoch")
@@ -277,8 +278,8 @@ def report():
     axs[0].set_yscale("log")
     axs[1].set_yscale("log")
     axs[3].set_yscale("log")
-    axs[3].set_xlabel("eigenvalue of J (last checkpoint)")
-    axs[3].set_ylabel("density")
+    axs[3].set_xlabel("rank i (last checkpoint)")
+    axs[3].set_ylabel("λ_i(J), 30 largest")
     axs[0].legend(fontsize=7)
     fig.suptitle(f"MNIST standard net, lr {FLAGS.lr:g}, {FLAGS.epochs} epochs: penalty α·f, f = T_c or "
                  "λ_min(I − M(β₀)); α₀ = ‖∇L‖/‖∇f‖ at init (t = 1 for T_c)", fontsize=9)
