@@ -33,7 +33,7 @@ from tapjax.training import (TrainConfig, epoch_batches, initial_params, make_ch
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("phase", "measure", ["measure", "measure_tc", "train", "report"], "What to do.")
 flags.DEFINE_string("dataset", "embedded", "'embedded' or 'idx:DIR' (full MNIST).")
-flags.DEFINE_string("root", "/work/runs/tc_training", "Parent of the run directories.")
+flags.DEFINE_string("root", "runs/tc_training", "Parent of the run directories.")
 flags.DEFINE_integer("epochs", 60, "Epochs per run.")
 flags.DEFINE_integer("seed", 0, "Init/data-order seed of the run (α unit and λ* are from seed 0's measure).")
 flags.DEFINE_list("seeds", ["0"], "Seeds of the report (phase=report): runs of other seeds are listed apart.")
