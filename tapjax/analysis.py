@@ -530,7 +530,10 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
       reference: ``"auto"`` (``"init"`` when the series starts at t = 0, else ``"shuffled"``:
         :func:`tapjax.reference.auto_kind`), a kind (``"init"``, ``"shuffled"``, ``"gaussian"``,
         ``"msk"``), a :class:`~tapjax.reference.Reference`, or a precomputed
-        :class:`~tapjax.reference.ReferenceResult` (e.g. to extend an earlier table).
+        :class:`~tapjax.reference.ReferenceResult` (e.g. to extend an earlier table, or a
+        reference computed once for many single-checkpoint calls). Only a reference computed
+        here marks snapshot ``reference_index`` as ``"reference"`` (β_c = β*); with a
+        precomputed one every snapshot is searched, since it may come from other weights.
       layout: ``"in_out"`` / ``"out_in"`` for raw array sources (passed to ``load_series``).
       level_spacing: s0/s_typ of I − M at β_c: True, False, or ``"auto"`` (skip, recorded in
         ``info``, when no method fits the size).
@@ -663,7 +666,9 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     t0 = time.monotonic()
     for row, i in enumerate(idx):
         st = SearchStatus(int(search_status[row]))
-        if rres.kind == "init" and i == reference_index:
+        # the shortcut β_c = β* only for a reference computed here from this snapshot: a
+        # precomputed ReferenceResult may come from other weights (then this row is searched)
+        if rres.kind == "init" and ref_obj is not None and i == reference_index:
             bc[row], crossing[row] = beta_star, "reference"
         elif st == SearchStatus.OUT_OF_RANGE and method != "grid":
             # β_max lies beyond the largest β at which β²·Σw² is representable (huge weights):

@@ -502,3 +502,21 @@ def test_lambda_max_lanczos_path_brackets_dense(x64, monkeypatch):
     err = a.info["lambda_max_J_error"][0]
     assert 0 <= err < 1e-5 * want
     assert a.lambda_max_J[0] - 1e-12 <= want <= a.lambda_max_J[0] + err + 1e-12
+
+
+def test_precomputed_init_reference_does_not_label_another_net(x64):
+    """A ReferenceResult of kind "init" computed from net A, used on net B alone: B's row is
+    searched (never the β* shortcut of the reference snapshot)."""
+    from tapjax.reference import Reference
+    rng = np.random.default_rng(6)
+    a = [rng.standard_normal((30, 20)) * np.sqrt(2 / 30), rng.standard_normal((20, 10)) * np.sqrt(2 / 20)]
+    u = rng.standard_normal(30)
+    v = rng.standard_normal(20)
+    b = [a[0] + 1.5 * np.outer(u / np.linalg.norm(u), v / np.linalg.norm(v)), a[1]]
+    ref = Reference("init").compute(couplings(a))
+    got = analysis.analyze(b, reference=ref, level_spacing=False, progress=False)
+    assert got.crossing[0] == "yes" and got.T_c[0] > 1.0 / ref.beta_star
+    both = analysis.analyze([np.stack([x, y]) for x, y in zip(a, b)], reference="init",
+                            level_spacing=False, progress=False)
+    assert both.crossing[0] == "reference"
+    np.testing.assert_allclose(got.T_c[0], both.T_c[1], rtol=1e-4)   # the search tolerance
