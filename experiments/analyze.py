@@ -33,6 +33,7 @@ from absl import app, flags, logging
 from tapjax import analysis
 from tapjax import checkpoints as ckpt
 from tapjax import spectra, tap
+from tapjax.reference import beta_grid
 from tapjax.spin_model import couplings
 
 FLAGS = flags.FLAGS
@@ -205,7 +206,7 @@ def merge_analyses(old: analysis.Analysis, new: analysis.Analysis) -> analysis.A
 
 def default_betas(analytic_beta_c: float, num_betas: int, beta_max: float | None = None) -> np.ndarray:
     """The β grid of :func:`tapjax.analysis.analyze_run`: ``(0, beta_max]``, default 2× analytic."""
-    return np.linspace(0.0, beta_max or 2.0 * analytic_beta_c, num_betas + 1)[1:]
+    return beta_grid(beta_max or 2.0 * analytic_beta_c, num_betas)
 
 
 def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "recurrence",
@@ -280,7 +281,7 @@ def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "recurrence"
         else:
             grid = None
             if beta_max is not None:
-                grid = tuple(np.linspace(0.0, beta_max, num_betas + 1)[1:])
+                grid = tuple(beta_grid(beta_max, num_betas))
             ref = Reference(kind=reference, num_betas=num_betas, betas=grid, backend=backend)
         a = analysis.analyze(hist, ref, method={"recurrence": "secant", "bisection": "bisect",
                                                 "grid": "grid"}[method],
@@ -296,7 +297,7 @@ def analyze_workdir(workdir: str, out_prefix: str, *, method: str = "recurrence"
         betas = default_betas(a.analytic_beta_c, num_betas, beta_max)
         rb = (a.reference or {}).get("info", {}).get("grid_beta_max")
         if rb and beta_max is None:   # the reference grid after any extension
-            betas = np.linspace(0.0, rb, num_betas + 1)[1:]
+            betas = beta_grid(rb, num_betas)
         analysis.save_analysis(analyze_ends(hist, a, betas, backend, dtype), out_prefix + "_ends")
     out = {"outputs": output_paths(out_prefix, ends), "skipped": False,
            "seconds": time.monotonic() - t0, "checkpoints": len(hist)}

@@ -27,6 +27,7 @@ from absl import app, flags
 from tapjax import msk, tap
 from tapjax.checkpoints import atomic_write_json
 from tapjax.progress import ProgressBar
+from tapjax.reference import beta_grid
 from tapjax.spin_model import random_couplings
 
 FLAGS = flags.FLAGS
@@ -56,7 +57,7 @@ def msk_curves(sizes, scale: float = 2.0, seed: int = 0, num_betas: int = 96,
     sizes = tuple(int(s) for s in sizes)
     beta_c = msk.critical_beta(sizes, scale)
     beta_max = beta_max or 2.0 * beta_c
-    betas = np.linspace(0.0, beta_max, num_betas + 1)[1:]
+    betas = beta_grid(beta_max, num_betas)
     c = random_couplings(jax.random.PRNGKey(seed), sizes, scale)
     lam = np.empty(num_betas)
     bar = ProgressBar(num_betas, "fig3 λ_min(I−M)", enabled=progress, min_interval=5.0)

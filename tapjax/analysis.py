@@ -512,6 +512,49 @@ def _level_method(n_spins: int, level_spacing, level_method: str,
     return "levels", lm, f"tapjax.levels.level_spacing(method={lm!r}) (requested)"
 
 
+def _level_spacings(lvl, lvl_kind, ws, bc, beta_star, thr, keep_spectra, T, batch_size, phases, hist, idx,
+                    name, dtype, np_dtype):
+    """Step 5 of :func:`analyze`: s0/s_typ at β_c for every row with a finite β_c → ``(spacing,
+    tap spectra or None, notes, method used per row, error per row, dense spectra or None)``."""
+    ev = None
+    spacing = np.full(T, np.nan)
+    tap_sp = None
+    lvl_notes: dict[str, str] = {}
+    lvl_used: list[str | None] = [None] * T
+    lvl_err: list[dict | None] = [None] * T
+    ok = np.isfinite(bc)
+    if lvl == "dense" and ok.any():
+        b_eval = np.where(ok, bc, beta_star).astype(np_dtype)
+        ev = phases.run("spectra", lambda *a: _chunk_spectra(a[:-1], a[-1]), (*ws, b_eval), T, batch_size)
+        ev = np.where(ok[:, None], ev, np.nan)
+        for row in np.nonzero(ok)[0]:
+            lvl_used[row] = "dense"
+            try:
+                spacing[row] = spectra.first_level_spacing(ev[row])
+            except ValueError as e:
+                lvl_notes[str(float(hist.t[idx[row]]))] = str(e)
+        tap_sp = ev if keep_spectra else None
+    elif lvl == "levels" and ok.any():
+        from tapjax import levels  # pylint: disable=import-outside-toplevel
+        t0 = time.monotonic()
+        for row in np.nonzero(ok)[0]:
+            c = couplings(tuple(w[row] for w in ws), name=name(idx[row]), dtype=dtype)
+            sc = coupling_scale(c)   # I − M(β; W) = I − M(sβ; W/s): no overflow for huge weights
+            c = LayeredCouplings(tuple(w / sc for w in c.weights))
+            try:
+                # λ* is λ_min at the crossing: a shift at (or, verified, moved below) λ_min
+                val, linfo = levels.level_spacing(c, float(bc[row]) * float(sc), method=lvl_kind,
+                                                  shift=float(thr))
+            except (ValueError, ArithmeticError) as e:
+                lvl_notes[str(float(hist.t[idx[row]]))] = str(e)
+                continue
+            spacing[row] = float(val)
+            lvl_used[row] = str(linfo["method"])
+            lvl_err[row] = {k: linfo.get(k) for k in ("s0", "s0_error", "s_typ", "s_typ_rel_error")}
+        phases.timings["spectra"] = {"seconds": time.monotonic() - t0, "chunks": int(ok.sum()), "batch_size": 1}
+    return spacing, tap_sp, lvl_notes, lvl_used, lvl_err, ev
+
+
 def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, layout=None,
             level_spacing: bool | Literal["auto"] = "auto",
             level_method: LevelMethod = "auto",
@@ -637,7 +680,7 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     if curves or method == "grid":
         ref_backend = rres.info.get("backend") or ("dense" if c_ref.num_spins <= 1024 else "lanczos")
         betas = (ref_obj.grid_betas(rres) if ref_obj is not None
-                 else np.linspace(0.0, beta_max, 65)[1:])
+                 else ref_lib.beta_grid(beta_max, 64))
         curve_arr = phases.run("curves", lambda *w: _chunk_curves(w, jnp.asarray(betas, dtype), ref_backend,
                                                                   min(lanczos_iter, c_ref.num_spins)),
                                ws, T, batch_size)
@@ -714,49 +757,18 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     want_bond_ev = bool(spacing_ratio) and bond_backend == "dense" and not keep_spectra
     bond_out = phases.run("λ_max", lambda *w: _chunk_bond_host(w, lanczos_iter, per_layer, bond_backend,
                                                               want_bond_ev), ws, T, batch_size)
+    lvl, lvl_kind, why_lvl = _level_method(c_ref.num_spins, level_spacing or keep_spectra, level_method,
+                                           dense_max_spins)
+
+    # ---- 5. level spacing s0/s_typ at β_c
+    spacing, tap_sp, lvl_notes, lvl_used, lvl_err, ev = _level_spacings(
+        lvl, lvl_kind, ws, bc, beta_star, thr, keep_spectra, T, batch_size, phases, hist, idx, name,
+        dtype, np_dtype)
+    ok = np.isfinite(bc)
     lam_max, share, lmin_r, sig, fro, Ck = _bond_unscale(*bond_out[:7])
     lam_max_err = np.asarray(bond_out[7], np.float64) * np.asarray(bond_out[6], np.float64)
     bond_ev = np.asarray(bond_out[8], np.float64) * np.asarray(bond_out[6], np.float64)[:, None] \
         if want_bond_ev else None
-
-    # ---- 5. level spacing s0/s_typ at β_c
-    lvl, lvl_kind, why_lvl = _level_method(c_ref.num_spins, level_spacing or keep_spectra, level_method,
-                                           dense_max_spins)
-    spacing = np.full(T, np.nan)
-    tap_sp = None
-    lvl_notes: dict[str, str] = {}
-    lvl_used: list[str | None] = [None] * T
-    lvl_err: list[dict | None] = [None] * T
-    ok = np.isfinite(bc)
-    if lvl == "dense" and ok.any():
-        b_eval = np.where(ok, bc, beta_star).astype(np_dtype)
-        ev = phases.run("spectra", lambda *a: _chunk_spectra(a[:-1], a[-1]), (*ws, b_eval), T, batch_size)
-        ev = np.where(ok[:, None], ev, np.nan)
-        for row in np.nonzero(ok)[0]:
-            lvl_used[row] = "dense"
-            try:
-                spacing[row] = spectra.first_level_spacing(ev[row])
-            except ValueError as e:
-                lvl_notes[str(float(hist.t[idx[row]]))] = str(e)
-        tap_sp = ev if keep_spectra else None
-    elif lvl == "levels" and ok.any():
-        from tapjax import levels  # pylint: disable=import-outside-toplevel
-        t0 = time.monotonic()
-        for row in np.nonzero(ok)[0]:
-            c = couplings(tuple(w[row] for w in ws), name=name(idx[row]), dtype=dtype)
-            sc = coupling_scale(c)   # I − M(β; W) = I − M(sβ; W/s): no overflow for huge weights
-            c = LayeredCouplings(tuple(w / sc for w in c.weights))
-            try:
-                # λ* is λ_min at the crossing: a shift at (or, verified, moved below) λ_min
-                val, linfo = levels.level_spacing(c, float(bc[row]) * float(sc), method=lvl_kind,
-                                                  shift=float(thr))
-            except (ValueError, ArithmeticError) as e:
-                lvl_notes[str(float(hist.t[idx[row]]))] = str(e)
-                continue
-            spacing[row] = float(val)
-            lvl_used[row] = str(linfo["method"])
-            lvl_err[row] = {k: linfo.get(k) for k in ("s0", "s0_error", "s_typ", "s_typ_rel_error")}
-        phases.timings["spectra"] = {"seconds": time.monotonic() - t0, "chunks": int(ok.sum()), "batch_size": 1}
     info["level_methods"] = lvl_used
     if any(e is not None for e in lvl_err):
         info["level_errors"] = lvl_err
@@ -864,7 +876,7 @@ def analyze_run(run: str | ckpt.RunHistory, *, method: str = "recurrence", backe
     c0 = couplings(hist.weights_at(0), name=hist.paths[0] if hist.paths else "checkpoint 0", dtype=dtype)
     if betas is None:
         bmax = beta_max or 2.0 * ref_lib.beta_range(c0)[1]
-        betas = np.linspace(0.0, bmax, num_betas + 1)[1:]
+        betas = ref_lib.beta_grid(bmax, num_betas)
     ref = Reference(kind="init", betas=tuple(np.asarray(betas, float)), backend=backend, lanczos_iter=lanczos_iter)
     idx = None if indices is None else sorted(set(indices) | {0})
     a = analyze(hist, ref, method=m[method], rtol=rtol, dtype=dtype, lanczos_iter=lanczos_iter,

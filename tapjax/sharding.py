@@ -35,6 +35,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from tapjax import recurrence, tap
+from tapjax.reference import beta_grid
 from tapjax.spin_model import LayeredCouplings, couplings
 
 AXIS = "batch"
@@ -252,7 +253,7 @@ def batch_critical_betas(runs: Sequence, *, beta_max: float | None = None, num_b
     np_dtype = np.dtype(jnp.dtype(dtype).name)
     if beta_max is None:  # from the weights (measured C_k, eq. 15), never an assumed init scale
         beta_max = max(reference.beta_range(c)[0] for c in c0s)
-    betas = np.linspace(0.0, beta_max, num_betas + 1)[1:]
+    betas = beta_grid(beta_max, num_betas)
     L = len(hists[0].weights)
     first = tuple(np.stack([h.weights[k][0] for h in hists]).astype(np_dtype) for k in range(L))
     ref = sharded_curves(first, betas, backend, mesh=mesh, num_iter=lanczos_iter)

@@ -27,9 +27,8 @@ import numpy as np
 
 from tapjax import linalg
 from tapjax.linalg import Backend
-from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, bond_matvec,
-                               coupling_scale, dense_bond_matrix, join_layers, row_square_sums,
-                               split_layers)
+from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, block_runs,
+                               coupling_scale, dense_bond_matrix, join_layers, row_square_sums)
 from tapjax.tap import tap_matrix
 
 
@@ -94,19 +93,10 @@ def _lambda_max_lanczos(c: LayeredCouplings, num_iter: int) -> jax.Array:
 
 # --------------------------------------------------------------------------- grouped bond operator
 def weight_groups(c: LayeredCouplings) -> list[tuple[int, int]]:
-    """Maximal runs ``[j0, j1)`` of consecutive weight matrices of one shape (square when the run
-    is longer than one; unequal blocks are runs of one): each run is one stacked array, so the
-    mat-vec of a 64-block chain is a few batched products, not 128 unrolled ones."""
-    runs, j, L = [], 0, c.num_layers
-    while j < L:
-        shape = c.weights[j].shape
-        j1 = j + 1
-        if shape[0] == shape[1]:
-            while j1 < L and c.weights[j1].shape == shape:
-                j1 += 1
-        runs.append((j, j1))
-        j = j1
-    return runs
+    """Maximal runs ``[j0, j1)`` of consecutive weight matrices one stacked array can hold
+    (:func:`tapjax.spin_model.block_runs`): the mat-vec of a 64-block chain is a few batched
+    products, not 128 unrolled ones."""
+    return block_runs(c)
 
 
 class BondOperator(NamedTuple):

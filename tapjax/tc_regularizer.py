@@ -44,6 +44,7 @@ import numpy as np
 from tapjax.pytrees import check_fields
 from tapjax import melting, tap
 from tapjax.checkpoints import weights_from_params
+from tapjax.reference import beta_grid
 from tapjax.spin_model import couplings
 
 Target = Literal["T_c", "lambda_min"]
@@ -133,7 +134,7 @@ def penalty_reference(penalty: TcPenalty, weights0, beta_guess: float | None = N
     if beta_guess is None:
         smax = max(float(np.linalg.norm(np.asarray(w), 2)) for w in c.weights)
         beta_guess = 1.0 / smax
-    betas = np.linspace(0.0, 2.0 * beta_guess, penalty.num_ref_betas + 1)[1:]
+    betas = beta_grid(2.0 * beta_guess, penalty.num_ref_betas)
     backend = "dense" if sum(c.sizes) <= 1024 else "lanczos"
     thr = tap.reference_threshold(c, betas, backend)
     if not (np.isfinite(thr.value) and np.isfinite(thr.beta)):
