@@ -102,6 +102,18 @@ class Lanczos(NamedTuple):
     breakdown: jax.Array
 
 
+def _krylov_setup(v0: jax.Array, num_iter: int, tol, what: str):
+    """``(N, m = min(num_iter, N), dtype, breakdown tol)`` of a Lanczos run; ``what`` names the
+    argument in the error."""
+    n = v0.shape[0]
+    m = int(min(int(num_iter), n))
+    if m < 1:
+        raise ValueError(f"{what}={num_iter} must be ≥ 1 (N = {n})")
+    if tol is None:
+        tol = BREAKDOWN_RTOL * float(jnp.finfo(v0.dtype).eps) * float(np.sqrt(n))
+    return n, m, v0.dtype, tol
+
+
 def lanczos(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iter: int,
             tol: float | None = None) -> Lanczos:
     """Up to ``num_iter`` Lanczos steps with full reorthogonalization and breakdown handling.
@@ -115,13 +127,7 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iter: i
     Returns:
       :class:`Lanczos` with arrays of length ``min(num_iter, N)``.
     """
-    n = v0.shape[0]
-    m = int(min(int(num_iter), n))
-    if m < 1:
-        raise ValueError(f"lanczos: num_iter={num_iter} must be ≥ 1 (N = {n})")
-    dtype = v0.dtype
-    if tol is None:
-        tol = BREAKDOWN_RTOL * float(jnp.finfo(dtype).eps) * float(np.sqrt(n))
+    n, m, dtype, tol = _krylov_setup(v0, num_iter, tol, "lanczos: num_iter")
     hi = jax.lax.Precision.HIGHEST
     V = jnp.zeros((m, n), dtype)
     v = v0 / jnp.linalg.norm(v0)
@@ -186,13 +192,7 @@ def lanczos_largest(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, max
       max_iter: most steps (static, capped at N); rtol: stop when ``error ≤ rtol·|θ|``;
       tol: breakdown tolerance as in :func:`lanczos`.
     """
-    n = v0.shape[0]
-    m = int(min(int(max_iter), n))
-    if m < 1:
-        raise ValueError(f"lanczos_largest: max_iter={max_iter} must be ≥ 1 (N = {n})")
-    dtype = v0.dtype
-    if tol is None:
-        tol = BREAKDOWN_RTOL * float(jnp.finfo(dtype).eps) * float(np.sqrt(n))
+    n, m, dtype, tol = _krylov_setup(v0, max_iter, tol, "lanczos_largest: max_iter")
     hi = jax.lax.Precision.HIGHEST
     idx = jnp.arange(m)
 
