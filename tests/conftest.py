@@ -10,6 +10,14 @@ import pytest  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module: one long pytest process otherwise
+    keeps every executable of ~400 tests alive (memory and memory maps grow without bound)."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture
 def x64():
     """Run a test in float64 (restores the previous setting afterwards)."""
