@@ -266,7 +266,8 @@ def _bond_program(num_iter: int, per_layer: bool = True, backend: str = "dense",
     so weights of any finite magnitude give the exact scaled values (no overflow of Σ w²).
     ``backend`` (:func:`tapjax.linalg.resolve_backend`'s ``"auto"`` rule, as in
     :func:`tapjax.spectra.lambda_max_bond`): ``"dense"`` = ``eigh`` of J (exact; N ≤
-    ``DENSE_MAX_SPINS``), ``"lanczos"`` = Lanczos with breakdown handling (``num_iter`` steps).
+    ``DENSE_MAX_SPINS``), ``"lanczos"`` = :func:`tapjax.spectra.bond_top` (≤ ``num_iter`` steps,
+    early stop; its bracket is the last output).
     Without ``per_layer`` σ_max is NaN (skipped). ``with_spectrum`` (dense only) appends J/s's
     ascending spectrum ``(N,)``. ``grams`` (with ``per_layer``): σ_max is left NaN and the
     per-layer Gram matrices of W/s are appended instead, for :func:`_chunk_bond_host`.
@@ -327,8 +328,8 @@ def _chunk_spectra(ws, betas):
 
     On CPU the matrices come from one compiled program and their eigenvalues from
     :func:`tapjax.linalg.host_eigvalsh` (LAPACK ``syevd`` without eigenvectors, the B matrices on
-    the host's cores in parallel: 2.6× faster than ``jnp.linalg.eigvalsh`` at N = 2,330, which
-    always computes eigenvectors; outside ``jit`` so that the matrix program stays in the
+    the host's cores in parallel: 2.4× faster than ``jnp.linalg.eigvalsh`` at N = 2,330 on the
+    quiet 2-core CPU, which always computes eigenvectors; outside ``jit`` so that the matrix program stays in the
     persistent compilation cache, which refuses programs with host callbacks). Elsewhere one
     device program.
     """

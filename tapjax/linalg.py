@@ -376,7 +376,8 @@ def eigvalsh_batch(a: jax.Array) -> jax.Array:
     host callback to LAPACK ``syevd`` with ``jobz='N'`` (``scipy.linalg.eigh(eigvals_only=True)``),
     the matrices of the batch on the host's cores in parallel: ``jnp.linalg.eigvalsh`` always
     computes the eigenvectors too (jax's ``eigh`` has no eigenvalues-only mode), which costs
-    2.6× at N = 2,330 (0.38 s vs 0.99 s, float32, one core; ``benchmarks/analysis_throughput.py``).
+    2.4× per matrix at N = 2,330 (0.32 s vs 0.78 s, float32, quiet 2-core CPU;
+    ``benchmarks/analysis_throughput.py``).
     On GPU/TPU it is ``jnp.linalg.eigvalsh`` (a device solver; no host round trip). Works under
     ``jit`` and ``vmap``; not differentiable (use ``jnp.linalg.eigh`` for gradients). A matrix
     with a non-finite entry gives a NaN row.
