@@ -423,8 +423,8 @@ def _representable_beta(c: LayeredCouplings) -> float:
     r"""Half the largest β at which the recurrence can evaluate β²·r (its ``beta_lim``), in the
     units of ``c``: :math:`\tfrac12\sqrt{f_{\max}/(16(1 + \max\hat r))}/s`, ``s`` the coupling scale."""
     s = float(coupling_scale(c))
-    r_hat = max(float(np.max(np.asarray(r, np.float64))) for r in
-                row_square_sums(LayeredCouplings(tuple(w / s for w in c.weights))))
+    r_hat = max(float(np.max(r)) for r in   # host float64 (no per-shape device programs)
+                row_square_sums(LayeredCouplings(tuple(np.asarray(w, np.float64) / s for w in c.weights))))
     return 0.5 * math.sqrt(float(jnp.finfo(c.dtype).max) / (16.0 * (1.0 + r_hat))) / s
 
 

@@ -18,6 +18,7 @@ Kinds:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -189,8 +190,14 @@ def error_fraction(count_fn, params: Any, x: jax.Array, y: jax.Array, batch: int
 def error_rate(config: ModelConfig, params: dict[str, Any], x_uint8: jax.Array,
                y: jax.Array, batch: int = 10000) -> float:
     """Fraction of misclassified samples of raw uint8 images (argmax of the scores)."""
-    fn = jax.jit(lambda p, xb, yb: num_wrong(p, preprocess(xb, config.kind), yb, config.kind))
+    fn = functools.partial(_raw_num_wrong, kind=config.kind)
     return float(error_fraction(fn, params, x_uint8, y, batch))
+
+
+@functools.partial(jax.jit, static_argnames=("kind",))
+def _raw_num_wrong(params, x_uint8, y, kind: Kind):
+    """:func:`num_wrong` of raw uint8 images (one program per kind and shapes, reused)."""
+    return num_wrong(params, preprocess(x_uint8, kind), y, kind)
 
 
 def config_from_dict(d: dict[str, Any]) -> ModelConfig:

@@ -174,9 +174,25 @@ def coupling_scale(c: LayeredCouplings) -> jax.Array:
     results in the normal range. s = 1 for all-zero or non-finite couplings. Per batch element
     for stacked couplings (shape ``batch``).
     """
+    if not any(isinstance(w, jax.core.Tracer) for w in c.weights):
+        return _coupling_scale_host(c)
     m = jnp.max(jnp.stack([jnp.max(jnp.abs(w), axis=(-2, -1)) for w in c.weights]), axis=0)
     _, e = jnp.frexp(jnp.where(jnp.isfinite(m), m, 0.0))
     return jnp.ldexp(jnp.ones_like(m), e)
+
+
+def _coupling_scale_host(c: LayeredCouplings) -> jax.Array:
+    """:func:`coupling_scale` of concrete couplings in numpy (the same value: no per-shape
+    compile of a few tiny programs on every host-side call). A subnormal maximum counts as 0,
+    as XLA:CPU flushes it."""
+    ws = [np.asarray(w) for w in c.weights]
+    dt = ws[0].dtype
+    m = np.max(np.stack([np.max(np.abs(w), axis=(-2, -1)) if w.size else
+                         np.zeros(w.shape[:-2], dt) for w in ws]), axis=0)
+    m = np.where(np.isfinite(m) & (m >= np.finfo(dt).tiny), m, 0).astype(dt)
+    _, e = np.frexp(m)
+    with np.errstate(over="ignore"):   # max|w| ≥ 2^(emax): s = inf, as jnp.ldexp gives
+        return jnp.asarray(np.ldexp(np.ones_like(m), e).astype(dt))
 
 
 def normalized(c: LayeredCouplings, betas):

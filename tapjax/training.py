@@ -339,8 +339,12 @@ def make_chunk_fn(cfg: TrainConfig, reference: PenaltyReference | None = None) -
 def make_error_fn(cfg: TrainConfig) -> Callable:
     """Jitted ``(params, x, y) -> number of misclassified samples`` on preprocessed ``x``
     (:func:`tapjax.models.num_wrong`)."""
-    kind = cfg.model.kind
-    return jax.jit(lambda params, x, y: num_wrong(params, x, y, kind))
+    return functools.partial(_num_wrong_jit, kind=cfg.model.kind)
+
+
+# one module-level program per (kind, shapes): a fresh ``jax.jit(lambda ...)`` per run would
+# recompile the same count for every training run of a process
+_num_wrong_jit = jax.jit(num_wrong, static_argnames=("kind",))
 
 
 def epoch_batches(shuffle_key: jax.Array, epoch: int, n: int, batch_size: int) -> jax.Array:
