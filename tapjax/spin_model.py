@@ -19,6 +19,7 @@ is ``concat([sigma^(0), ..., sigma^(L)])``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import jax
@@ -161,7 +162,8 @@ def all_finite(c: LayeredCouplings) -> jax.Array:
 
 def nonfinite_blocks(c: LayeredCouplings) -> list[int]:
     """1-based indices k of the blocks ``W^(k)`` holding NaN or Inf (concrete arrays only)."""
-    return [k for k, w in enumerate(c.weights, start=1) if not bool(jnp.all(jnp.isfinite(w)))]
+    # in numpy: no per-shape compile of two tiny programs on every host-side check
+    return [k for k, w in enumerate(c.weights, start=1) if not np.isfinite(np.asarray(w)).all()]
 
 
 def coupling_scale(c: LayeredCouplings) -> jax.Array:
@@ -176,9 +178,15 @@ def coupling_scale(c: LayeredCouplings) -> jax.Array:
     """
     if not any(isinstance(w, jax.core.Tracer) for w in c.weights):
         return _coupling_scale_host(c)
-    m = jnp.max(jnp.stack([jnp.max(jnp.abs(w), axis=(-2, -1)) for w in c.weights]), axis=0)
-    _, e = jnp.frexp(jnp.where(jnp.isfinite(m), m, 0.0))
-    return jnp.ldexp(jnp.ones_like(m), e)
+    m = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(w), axis=(-2, -1)) for w in c.weights])
+    # 2^e = 2 · (m with its mantissa bits cleared) — frexp's exponent by a bit mask, a few ops
+    # instead of jnp.frexp/ldexp's ~90 (each traced program carries this; compile time counts).
+    # Exponent field 0 (zero, subnormal) or non-finite m: s = 1; m ≥ 2^emax: s = inf, as ldexp.
+    info = jnp.finfo(m.dtype)
+    uint = {2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}[m.dtype.itemsize]
+    exp_mask = ((1 << info.nexp) - 1) << info.nmant
+    p = jax.lax.bitcast_convert_type(jax.lax.bitcast_convert_type(m, uint) & uint(exp_mask), m.dtype)
+    return jnp.where(jnp.isfinite(m) & (p > 0), 2 * p, jnp.ones_like(m))
 
 
 def _coupling_scale_host(c: LayeredCouplings) -> jax.Array:

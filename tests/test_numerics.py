@@ -84,6 +84,26 @@ def test_coupling_scale_is_an_exact_power_of_two():
     assert float(coupling_scale(LayeredCouplings((jnp.zeros((3, 2)),)))) == 1.0
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_coupling_scale_traced_equals_frexp_rule_over_the_whole_range(x64, dtype):
+    """The in-program scale (exponent bit mask) is numpy's frexp rule for every binade,
+    zero/subnormal/non-finite maxima → 1 and max ≥ 2^emax → inf, per batch element."""
+    fi = np.finfo(dtype)
+    with np.errstate(over="ignore"):
+        m = np.array([np.ldexp(dtype(f), e) for e in range(fi.minexp, fi.maxexp)
+                      for f in (1.0, 1.5, np.nextafter(dtype(2), dtype(0)))]
+                     + [fi.max, 0.0, fi.smallest_subnormal, np.inf, np.nan], dtype)
+    w = np.zeros((len(m), 2, 3), dtype)
+    w[:, 1, 2] = -m
+    c = LayeredCouplings((jnp.asarray(w), jnp.zeros((len(m), 3, 1), dtype)))
+    traced = np.asarray(jax.jit(coupling_scale)(c))
+    normal = np.isfinite(m) & (m >= fi.tiny)
+    with np.errstate(over="ignore"):
+        expect = np.where(normal, np.ldexp(np.ones_like(m), np.frexp(np.where(normal, m, 0))[1]), 1)
+    np.testing.assert_array_equal(traced, expect.astype(dtype))
+    np.testing.assert_array_equal(np.asarray(coupling_scale(c)), traced)   # host path, same value
+
 def test_unvalidated_nan_couplings_give_no_result():
     c = _net()
     bad = LayeredCouplings((c.weights[0], c.weights[1].at[2, 3].set(jnp.nan), *c.weights[2:]))
