@@ -173,8 +173,8 @@ def coupling_scale(c: LayeredCouplings) -> jax.Array:
     obeys :math:`I - M(\beta; sW) = I - M(s\beta; W)` (eqs. 23–25: :math:`M` depends on
     :math:`\beta J` and :math:`\beta^2 r`), so the engine works on ``c / s`` at ``s β``: no
     overflow of :math:`\sum J^2` for huge weights, no underflow for tiny ones, and bit-identical
-    results in the normal range. s = 1 for all-zero or non-finite couplings. Per batch element
-    for stacked couplings (shape ``batch``).
+    results in the normal range. s = 1 for all-zero, subnormal-maximum or non-finite couplings.
+    Per batch element for stacked couplings (shape ``batch``).
     """
     if not any(isinstance(w, jax.core.Tracer) for w in c.weights):
         return _coupling_scale_host(c)
@@ -226,14 +226,15 @@ def check_couplings(c, where: str) -> LayeredCouplings:
     c = as_couplings(c, where=where)
     if any(isinstance(w, jax.core.Tracer) for w in c.weights):
         return c
-    bad = nonfinite_blocks(c)
+    host = LayeredCouplings(tuple(np.asarray(w) for w in c.weights))   # one device→host copy
+    bad = nonfinite_blocks(host)
     if bad:
         raise CouplingsError(
             f"{where}: W^({bad[0]}) contains NaN or Inf entries (blocks {bad}); the couplings are "
             "corrupt — build them with tapjax.couplings(...) to validate, or load another checkpoint")
     tiny = float(jnp.finfo(c.dtype).tiny)
     # on the host: XLA:CPU flushes subnormals to zero, so a device max would read 0
-    m = max(float(np.max(np.abs(np.asarray(w)))) if w.size else 0.0 for w in c.weights)
+    m = max(float(np.max(np.abs(w))) if w.size else 0.0 for w in host.weights)
     if 0.0 < m < tiny:
         raise CouplingsError(
             f"{where}: the largest coupling |w| = {m:.3g} is subnormal in {jnp.dtype(c.dtype).name} "

@@ -84,7 +84,6 @@ def test_coupling_scale_is_an_exact_power_of_two():
     assert float(coupling_scale(LayeredCouplings((jnp.zeros((3, 2)),)))) == 1.0
 
 
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_coupling_scale_traced_equals_frexp_rule_over_the_whole_range(x64, dtype):
     """The in-program scale (exponent bit mask) is numpy's frexp rule for every binade,
@@ -103,6 +102,7 @@ def test_coupling_scale_traced_equals_frexp_rule_over_the_whole_range(x64, dtype
         expect = np.where(normal, np.ldexp(np.ones_like(m), np.frexp(np.where(normal, m, 0))[1]), 1)
     np.testing.assert_array_equal(traced, expect.astype(dtype))
     np.testing.assert_array_equal(np.asarray(coupling_scale(c)), traced)   # host path, same value
+
 
 def test_unvalidated_nan_couplings_give_no_result():
     c = _net()
