@@ -42,9 +42,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tapjax import linalg
 from tapjax.spin_model import (LayeredCouplings, bond_matvec, equal_block_runs, join_layers,
                                row_square_sums, split_layers)
-from tapjax.tap import lanczos_tridiagonal, tap_matvec
+from tapjax.tap import lanczos_tridiagonal
 
 PivotKind = Literal["cholesky", "eigh"]
 
@@ -597,7 +598,7 @@ def critical_beta_smooth(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     ``num_iter`` inverse-Lanczos steps per test (default 4: the same test counts as 8 on
     16 × 64 … 64 × 512 chains, at half the solves; the margin's error vanishes at the root).
     """
-    from tapjax.recurrence import CriticalBeta, RefineState, SearchStatus, refine_step
+    from tapjax.recurrence import CriticalBeta, RefineState, SearchStatus, refine_point, refine_update
 
     dtype = c.dtype
     thr = jnp.asarray(threshold, dtype)
@@ -617,33 +618,30 @@ def critical_beta_smooth(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     def scan_cond(s: RefineState):
         return ~s.found & (s.lo < beta_max) & (s.num_tests < max_iter)
 
-    def scan_body(s: RefineState):
+    def scan_point(s: RefineState):
         step = jnp.maximum(safe_step(s.lo, s.g_lo), h)
         pred = s.lo - s.g_lo * (s.lo - s.prev) / (s.g_lo - s.g_prev)
         pred = pred * (1.0 + 0.25 * rtol)
         use_pred = jnp.isfinite(pred) & (s.g_lo < s.g_prev) & (pred > s.lo)
         x = jnp.minimum(s.lo + step, jnp.where(use_pred, pred, jnp.inf))
         x = jnp.where((hint > s.lo) & (hint < x), hint, x)
-        x = jnp.minimum(x, beta_max)
-        g = margin(x)
-        return s.tested(x, g)._replace(found=~(g > 0))
+        return jnp.minimum(x, beta_max)
+
+    def refine_cond(sc: RefineState, s: RefineState):
+        return s.found & (s.hi - s.lo > rtol * s.hi) & (s.num_tests < sc.num_tests + max_iter)
 
     # at β = 0 the matrix is (1 − λ*) I: the margin is exact; the slope there is −‖J‖
-    s = RefineState(lo=zero, g_lo=one - thr, prev=-one, g_prev=one - thr + rho, hi=beta_max,
+    s0 = RefineState(lo=zero, g_lo=one - thr, prev=-one, g_prev=one - thr + rho, hi=beta_max,
                      g_hi=nan, w_lo=zero, w_hi=zero, side=zero, width1=zero, width2=zero,
                      found=jnp.asarray(False), num_tests=jnp.int32(0))
-    s = jax.lax.while_loop(scan_cond, scan_body, s)
-    n_scan = s.num_tests
-    s = s._replace(w_lo=s.g_lo, w_hi=s.g_hi)
-
-    def cond(s: RefineState):
-        return s.found & (s.hi - s.lo > rtol * s.hi) & (s.num_tests < n_scan + max_iter)
-
-    # the refinement step of critical_beta_search (shared), as this search always ran it: the
-    # midpoint as fallback, no NaN-side guard
-    body = lambda s: refine_step(s, margin, rtol, method="secant", step_down=False, nan_side_guard=False)
-
-    s = jax.lax.while_loop(cond, body, s)
+    # the refinement of critical_beta_search (shared), as this search always ran it: the
+    # midpoint as fallback, no NaN-side guard; both phases in one loop (one margin in the program)
+    _, s = linalg.scan_then_refine(
+        margin, s0, scan_cond=scan_cond, scan_point=scan_point,
+        scan_update=lambda s, x, g: s.tested(x, g)._replace(found=~(g > 0)),
+        to_refine=lambda s: s._replace(w_lo=s.g_lo, w_hi=s.g_hi), refine_cond=refine_cond,
+        refine_point=lambda s: refine_point(s, rtol, method="secant", step_down=False, nan_side_guard=False),
+        refine_update=refine_update)
     finite = jnp.isfinite(s.hi) & jnp.isfinite(s.lo)
     converged = s.hi - s.lo <= rtol * s.hi
     status = jnp.where(~finite, SearchStatus.NONFINITE,

@@ -8,6 +8,8 @@ r"""Generic numerics used by the physics modules (no physics here).
 * :func:`tridiagonal_matrix`, :func:`tridiagonal_eigh`: the Lanczos matrix :math:`T_k`.
 * :func:`golden_min`: golden-section minimization of a unimodal scalar function.
 * :func:`bisect`: bisection on a monotone predicate (host loop).
+* :func:`scan_then_refine`: a bracketing phase followed by a refinement phase as one
+  ``lax.while_loop`` that evaluates the (expensive) test function once per iteration.
 * The option vocabulary shared by the eigen-solvers and root searches (:data:`Backend`,
   :data:`RootMethod`) and :func:`resolve_backend` with the dense/Lanczos switch
   :data:`DENSE_MAX_SPINS`.
@@ -31,7 +33,7 @@ interior copies of :math:`\alpha_0`. The number of steps is also capped at N (st
 
 from __future__ import annotations
 
-from typing import Callable, Literal, NamedTuple, get_args
+from typing import Any, Callable, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -332,10 +334,55 @@ def bisect(below: Callable[[float], bool], lo: float, hi: float, tol: float = 0.
     return lo, hi
 
 
-__all__ = ["BREAKDOWN_RTOL", "Backend", "DENSE_MAX_SPINS", "Lanczos", "RitzTop", "RootMethod", "bisect",
+class Phased(NamedTuple):
+    """State of :func:`scan_then_refine`: the phase flag and both phases' states."""
+
+    scanning: jax.Array  # bool: still in the bracketing phase
+    scan: Any            # the bracketing state (frozen once the phase ends)
+    refine: Any          # the refinement state (re-seeded by ``to_refine`` while scanning)
+
+
+def scan_then_refine(margin: Callable[[jax.Array], jax.Array], scan0, *, scan_cond, scan_point,
+                     scan_update, to_refine, refine_cond, refine_point, refine_update):
+    """Two ``lax.while_loop`` phases fused into one loop that calls ``margin`` once per iteration.
+
+    The result is that of ::
+
+        sc = while_loop(scan_cond, lambda s: scan_update(s, x := scan_point(s), margin(x)), scan0)
+        rf = while_loop(lambda r: refine_cond(sc, r),
+                        lambda r: refine_update(r, x := refine_point(r), margin(x)), to_refine(sc))
+        return sc, rf
+
+    with the same tests in the same order (each phase's updates are selected with ``where``, so
+    the values are the same bits), but ``margin`` — a whole PD test or factorization of the
+    chain — appears once in the program instead of twice, which halves its compile time.
+    ``scan_point`` must be safe to evaluate on a finished bracketing state and ``refine_point``
+    on a not-yet-seeded refinement state (their values are discarded there).
+
+    Returns:
+      ``(sc, rf)``: the final bracketing and refinement states.
+    """
+    def select(flag, a, b):
+        return jax.tree_util.tree_map(lambda u, v: jnp.where(flag, u, v), a, b)
+
+    def cond(p: Phased):
+        return p.scanning | refine_cond(p.scan, p.refine)
+
+    def body(p: Phased) -> Phased:
+        x = jnp.where(p.scanning, scan_point(p.scan), refine_point(p.refine))
+        g = margin(x)
+        sc = select(p.scanning, scan_update(p.scan, x, g), p.scan)
+        rf = select(p.scanning, to_refine(sc), refine_update(p.refine, x, g))
+        return Phased(p.scanning & scan_cond(sc), sc, rf)
+
+    p = jax.lax.while_loop(cond, body, Phased(scan_cond(scan0), scan0, to_refine(scan0)))
+    return p.scan, p.refine
+
+
+__all__ = ["BREAKDOWN_RTOL", "Backend", "DENSE_MAX_SPINS", "Lanczos", "Phased", "RitzTop", "RootMethod", "bisect",
            "check_root_method", "golden_min", "lanczos", "lanczos_largest", "lanczos_tridiagonal",
            "resolve_backend",
-           "ritz_extreme", "tridiagonal_eigh", "tridiagonal_matrix"]
+           "ritz_extreme", "scan_then_refine", "tridiagonal_eigh", "tridiagonal_matrix"]
 
 
 # --------------------------------------------------------------------------- dense eigenvalues

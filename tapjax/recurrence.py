@@ -277,20 +277,18 @@ class RefineState(NamedTuple):
 _RefineState = RefineState  # the historical private name
 
 
-def refine_step(s: RefineState, margin, rtol, *, method: str = "secant",
-                step_down: bool = True, nan_side_guard: bool = True) -> RefineState:
-    r"""One refinement test of a bracketed crossing (the loop body of both T_c searches).
+def refine_point(s: RefineState, rtol, *, method: str = "secant", step_down: bool = True,
+                 nan_side_guard: bool = True) -> jax.Array:
+    r"""The next β to test in a bracketed crossing (the first half of :func:`refine_step`).
 
     ``method="secant"``: Illinois regula falsi through the weighted end margins, or the secant
     through the last two PD margins while ``g_hi`` is NaN, aimed ``rtol/4·hi`` past the estimate
     on the side of the last move (so that an accurate estimate closes the bracket), clipped
     ``rtol/4·hi`` inside; bisection when the candidate is not finite, leaves the bracket, or the
-    bracket did not halve in two steps. ``method="bisect"``: always bisection. Illinois: the
-    weight of an end that stays put twice in a row is halved.
+    bracket did not halve in two steps. ``method="bisect"``: always bisection.
 
     Args:
-      s: the bracket; margin: β → g (continuous, > 0 iff PD; NaN allowed past the crossing);
-      rtol: relative target width.
+      s: the bracket; rtol: relative target width.
       step_down: while no PD point above β = 0 is known (``lo ≤ 0``) the fallback point is
         ``hi/64`` (geometric descent) instead of the midpoint (:func:`critical_beta_search`).
       nan_side_guard: right after a failing test with ``g_hi`` NaN, bisect instead of the
@@ -300,25 +298,38 @@ def refine_step(s: RefineState, margin, rtol, *, method: str = "secant",
     lo, hi = s.lo, s.hi
     mid = jnp.where(lo > 0, 0.5 * (lo + hi), hi * (1.0 / 64)) if step_down else 0.5 * (lo + hi)
     if method == "bisect":
-        x = mid
-    else:
-        delta = 0.25 * rtol * hi
-        rf = hi - s.w_hi * (hi - lo) / (s.w_hi - s.w_lo)            # Illinois regula falsi
-        ex = lo - s.g_lo * (lo - s.prev) / (s.g_lo - s.g_prev)     # secant from the PD side
-        use_rf = jnp.isfinite(s.g_hi)
-        cand = jnp.where(use_rf, rf, ex) + delta * s.side
-        stalled = (s.width2 > 0) & (hi - lo > 0.5 * s.width2)
-        ok = jnp.isfinite(cand) & (cand > lo) & (cand < hi) & ~stalled
-        if nan_side_guard:  # after a NaN (earlier pivot failed, β far past the crossing) bisect once
-            ok = ok & (use_rf | (s.side >= 0))
-        x = jnp.where(ok, jnp.clip(cand, lo + delta, hi - delta), mid)
-    g = margin(x)
+        return mid
+    delta = 0.25 * rtol * hi
+    rf = hi - s.w_hi * (hi - lo) / (s.w_hi - s.w_lo)            # Illinois regula falsi
+    ex = lo - s.g_lo * (lo - s.prev) / (s.g_lo - s.g_prev)     # secant from the PD side
+    use_rf = jnp.isfinite(s.g_hi)
+    cand = jnp.where(use_rf, rf, ex) + delta * s.side
+    stalled = (s.width2 > 0) & (hi - lo > 0.5 * s.width2)
+    ok = jnp.isfinite(cand) & (cand > lo) & (cand < hi) & ~stalled
+    if nan_side_guard:  # after a NaN (earlier pivot failed, β far past the crossing) bisect once
+        ok = ok & (use_rf | (s.side >= 0))
+    return jnp.where(ok, jnp.clip(cand, lo + delta, hi - delta), mid)
+
+
+def refine_update(s: RefineState, x, g) -> RefineState:
+    """The bracket after testing β = ``x`` with margin ``g`` (the second half of
+    :func:`refine_step`). Illinois: the weight of an end that stays put twice in a row is halved."""
     pd = g > 0
     one = jnp.ones((), s.side.dtype)
     w_lo = jnp.where(pd, g, jnp.where(s.side < 0, 0.5 * s.w_lo, s.w_lo))
     w_hi = jnp.where(pd, jnp.where(s.side > 0, 0.5 * s.w_hi, s.w_hi), g)
     return s.tested(x, g)._replace(w_lo=w_lo, w_hi=w_hi, side=jnp.where(pd, one, -one),
-                                   width1=hi - lo, width2=s.width1)
+                                   width1=s.hi - s.lo, width2=s.width1)
+
+
+def refine_step(s: RefineState, margin, rtol, *, method: str = "secant",
+                step_down: bool = True, nan_side_guard: bool = True) -> RefineState:
+    r"""One refinement test of a bracketed crossing: :func:`refine_point`, one ``margin``
+    evaluation (β → g, continuous, > 0 iff PD; NaN allowed past the crossing), then
+    :func:`refine_update`. The T_c searches run the two halves inside
+    :func:`tapjax.linalg.scan_then_refine` (one margin in the program)."""
+    x = refine_point(s, rtol, method=method, step_down=step_down, nan_side_guard=nan_side_guard)
+    return refine_update(s, x, margin(x))
 
 
 @functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
@@ -384,14 +395,13 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
                                      1.0, -1.0).astype(dtype)
     one, nan, zero = jnp.ones((), dtype), jnp.full((), jnp.nan, dtype), jnp.zeros((), dtype)
 
-    # ---- 1. early-exit scan
+    # ---- 1. early-exit scan over the grid, 2. refinement: one loop, one margin in the program
     def scan_cond(s: _ScanState):
         return (~s.found) & (s.i < grid.shape[0]) & finite & (grid[jnp.minimum(s.i, grid.shape[0] - 1)] <= beta_lim)
 
-    def scan_body(s: _ScanState) -> _ScanState:
-        x = grid[s.i]
+    def scan_update(s: _ScanState, x, g) -> _ScanState:
         repeat = x <= s.lo
-        g = jnp.where(repeat, s.g_lo, margin(x))
+        g = jnp.where(repeat, s.g_lo, g)
         pd = g > 0
         fresh = pd & ~repeat
         return _ScanState(
@@ -400,21 +410,21 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
             hi=jnp.where(pd, s.hi, x), g_hi=jnp.where(pd, s.g_hi, g), found=~pd,
             num_tests=s.num_tests + 1 - repeat.astype(jnp.int32))
 
+    def to_refine(sc: _ScanState) -> RefineState:
+        return RefineState(lo=sc.lo, g_lo=sc.g_lo, prev=sc.prev, g_prev=sc.g_prev, hi=sc.hi,
+                           g_hi=sc.g_hi, w_lo=sc.g_lo, w_hi=sc.g_hi, side=zero, width1=zero,
+                           width2=zero, found=sc.found, num_tests=sc.num_tests)
+
+    def refine_cond(sc: _ScanState, s: RefineState):
+        return sc.found & (s.hi - s.lo > rtol * s.hi) & (s.num_tests < sc.num_tests + max_iter)
+
     # at β = 0 every pivot is (1 − λ*) I: the margin's exact value there
     s0 = _ScanState(i=0, lo=zero, g_lo=one - thr, prev=zero, g_prev=one - thr, hi=beta_max,
                     g_hi=nan, found=jnp.asarray(False), num_tests=jnp.int32(0))
-    sc = jax.lax.while_loop(scan_cond, scan_body, s0)
-    n = sc.num_tests
-
-    # ---- 2. refinement
-    def cond(s: RefineState):
-        return sc.found & (s.hi - s.lo > rtol * s.hi) & (s.num_tests < n + max_iter)
-
-    body = lambda s: refine_step(s, margin, rtol, method=method)
-    r0 = RefineState(lo=sc.lo, g_lo=sc.g_lo, prev=sc.prev, g_prev=sc.g_prev, hi=sc.hi,
-                     g_hi=sc.g_hi, w_lo=sc.g_lo, w_hi=sc.g_hi, side=zero, width1=zero,
-                     width2=zero, found=sc.found, num_tests=n)
-    s = jax.lax.while_loop(cond, body, r0)
+    sc, s = linalg.scan_then_refine(
+        margin, s0, scan_cond=scan_cond, scan_point=lambda s: grid[jnp.minimum(s.i, grid.shape[0] - 1)],
+        scan_update=scan_update, to_refine=to_refine, refine_cond=refine_cond,
+        refine_point=lambda s: refine_point(s, rtol, method=method), refine_update=refine_update)
     beta, lower = s.hi / scale, s.lo / scale
     ok_out = finite & jnp.isfinite(beta)
     converged = s.hi - s.lo <= rtol * s.hi

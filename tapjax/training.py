@@ -322,13 +322,31 @@ def make_chunk_fn(cfg: TrainConfig, reference: PenaltyReference | None = None) -
     ``params`` and ``opt_state`` are donated.
     """
     hyper = run_hyper(cfg)
+    penalty = ref = None
     if cfg.tc_penalty is not None:
+        penalty = cfg.tc_penalty
         ref = run_penalty_reference(cfg) if reference is None else reference
-        loss_fn = batch_loss(cfg.margin, cfg.loss, hyper.kind)
-        return jax.jit(functools.partial(sgd_penalty_scan, loss_fn, make_optimizer(hyper),
-                                         cfg.tc_penalty, ref),
+    args = (cfg.margin, cfg.loss, hyper, penalty, ref)
+    key = repr((args, jax.default_backend()))   # types exact: 1 ≠ 1.0, -0.0 ≠ 0.0 here
+    try:
+        return _chunk_program(key, *args)
+    except TypeError:   # an unhashable field: build this run's program on its own
+        return _chunk_program.__wrapped__(key, *args)
+
+
+@functools.lru_cache(maxsize=16)
+def _chunk_program(key: str, margin: float, loss: LossName, hyper: RunHyper, penalty: TcPenalty | None,
+                   ref: PenaltyReference | None) -> Callable:
+    """The jitted chunk of :func:`make_chunk_fn`, one per distinct ``key`` (the repr of the other
+    arguments and the backend, on which the compiler options depend): runs with the same step
+    share one Python function and so JAX's compile cache — a fresh ``jax.jit`` per run
+    recompiled the same program for every run of a seed loop. The values are the same program's."""
+    del key
+    if penalty is not None:
+        loss_fn = batch_loss(margin, loss, hyper.kind)
+        return jax.jit(functools.partial(sgd_penalty_scan, loss_fn, make_optimizer(hyper), penalty, ref),
                        donate_argnums=(0, 1), compiler_options=scan_compiler_options())
-    step = chunk_step(cfg.margin, cfg.loss)
+    step = chunk_step(margin, loss)
 
     def chunk(params, opt_state, x, y, idx):
         return step(params, opt_state, hyper, x, y, idx)

@@ -95,3 +95,37 @@ def test_moved_names_stay_importable():
     assert errors.DataError is DataError and errors.CheckpointError is CheckpointError
     for cls in (errors.NoCrossingError, errors.ConvergenceError, errors.CouplingsError):
         assert issubclass(cls, ValueError)
+
+
+@pytest.mark.parametrize("start", [0.05, 2.0])   # 2.0: the scan phase never runs
+def test_scan_then_refine_is_the_two_loops(x64, start):
+    """One fused loop gives the same states, bit for bit, as the two while_loops it replaces, and
+    calls the margin once per iteration (the count is in the state)."""
+    margin = lambda x: jnp.cos(3.0 * x) - 0.2          # first root arccos(0.2)/3 ≈ 0.4565
+    scan0 = (jnp.float64(start), jnp.float64(margin(start)), jnp.int32(0))
+    scan_cond = lambda s: (s[1] > 0) & (s[0] < 1.0)
+    scan_point = lambda s: s[0] + 0.1
+    scan_update = lambda s, x, g: (x, g, s[2] + 1)
+    to_refine = lambda s: (s[0] - 0.1, s[0], s[2])
+    refine_cond = lambda sc, r: (sc[1] <= 0) & (r[1] - r[0] > 1e-12) & (r[2] < sc[2] + 80)
+    refine_point = lambda r: 0.5 * (r[0] + r[1])
+    refine_update = lambda r, x, g: (jnp.where(g > 0, x, r[0]), jnp.where(g > 0, r[1], x), r[2] + 1)
+
+    def two_loops():
+        sc = jax.lax.while_loop(scan_cond, lambda s: scan_update(s, scan_point(s), margin(scan_point(s))), scan0)
+        rf = jax.lax.while_loop(lambda r: refine_cond(sc, r),
+                                lambda r: refine_update(r, refine_point(r), margin(refine_point(r))), to_refine(sc))
+        return sc, rf
+
+    fused = jax.jit(lambda: linalg.scan_then_refine(
+        margin, scan0, scan_cond=scan_cond, scan_point=scan_point, scan_update=scan_update,
+        to_refine=to_refine, refine_cond=refine_cond, refine_point=refine_point,
+        refine_update=refine_update))()
+    ref = jax.jit(two_loops)()
+    for a, b in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(ref)):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    sc, rf = fused
+    if start < 1:
+        assert int(sc[2]) == 5 and 0.45 < float(rf[0]) <= np.arccos(0.2) / 3 <= float(rf[1]) < 0.46
+    else:
+        assert int(sc[2]) == 0 and int(rf[2]) == 0   # nothing to scan, nothing bracketed

@@ -246,3 +246,16 @@ def test_one_forward_static_and_traced_kind(kind):
     assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree_util.tree_leaves(g_static))
     y = jnp.arange(7) % 4
     assert int(num_wrong(p, x, y, kind)) == int(np.sum(np.argmax(np.asarray(s), -1) != np.asarray(y)))
+
+
+def test_runs_with_the_same_step_share_one_program():
+    """``make_chunk_fn`` returns one jitted program per distinct step (so a seed loop compiles
+    it once); any difference in the step — lr, momentum, the loss, the kind — gives another."""
+    import dataclasses
+    from tapjax.training import make_chunk_fn
+    a = small_cfg()
+    assert make_chunk_fn(a) is make_chunk_fn(small_cfg(seed=a.seed + 1, epochs=a.epochs + 1))
+    others = [small_cfg(lr=a.lr * 2), small_cfg(loss="one_vs_rest"), small_cfg(momentum=0.5),
+              dataclasses.replace(a, model=ModelConfig(kind="binarized", widths=a.model.widths))]
+    progs = {id(make_chunk_fn(a))} | {id(make_chunk_fn(c)) for c in others}
+    assert len(progs) == 1 + len(others)
