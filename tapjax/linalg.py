@@ -355,7 +355,8 @@ def scan_then_refine(margin: Callable[[jax.Array], jax.Array], scan0, *, scan_co
 
     with the same tests in the same order (each phase's updates are selected with ``where``, so
     the values are the same bits), but ``margin`` — a whole PD test or factorization of the
-    chain — appears once in the program instead of twice, which halves its compile time.
+    chain — appears once in the program instead of twice (measured: 5–12 % less compile for a
+    T_c search, whose compile is mostly the scalar bracket logic, not the margin).
     ``scan_point`` must be safe to evaluate on a finished bracketing state and ``refine_point``
     on a not-yet-seeded refinement state (their values are discarded there).
 

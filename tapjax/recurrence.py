@@ -396,8 +396,11 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     one, nan, zero = jnp.ones((), dtype), jnp.full((), jnp.nan, dtype), jnp.zeros((), dtype)
 
     # ---- 1. early-exit scan over the grid, 2. refinement: one loop, one margin in the program
+    def scan_point(s: _ScanState):   # clamped: also evaluated once the scan has ended
+        return grid[jnp.minimum(s.i, grid.shape[0] - 1)]
+
     def scan_cond(s: _ScanState):
-        return (~s.found) & (s.i < grid.shape[0]) & finite & (grid[jnp.minimum(s.i, grid.shape[0] - 1)] <= beta_lim)
+        return (~s.found) & (s.i < grid.shape[0]) & finite & (scan_point(s) <= beta_lim)
 
     def scan_update(s: _ScanState, x, g) -> _ScanState:
         repeat = x <= s.lo
@@ -422,7 +425,7 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
     s0 = _ScanState(i=0, lo=zero, g_lo=one - thr, prev=zero, g_prev=one - thr, hi=beta_max,
                     g_hi=nan, found=jnp.asarray(False), num_tests=jnp.int32(0))
     sc, s = linalg.scan_then_refine(
-        margin, s0, scan_cond=scan_cond, scan_point=lambda s: grid[jnp.minimum(s.i, grid.shape[0] - 1)],
+        margin, s0, scan_cond=scan_cond, scan_point=scan_point,
         scan_update=scan_update, to_refine=to_refine, refine_cond=refine_cond,
         refine_point=lambda s: refine_point(s, rtol, method=method), refine_update=refine_update)
     beta, lower = s.hi / scale, s.lo / scale
@@ -498,4 +501,5 @@ def critical_beta_bisect(c: LayeredCouplings, threshold: float, beta_max: float,
 
 __all__ = ["CriticalBeta", "RecurrenceResult", "RefineState", "SearchStatus", "critical_beta",
            "critical_beta_bisect", "critical_beta_search", "inertia", "last_pivot_margin",
-           "least_eigenvalue_bisect", "logdet", "positive_definite", "recurrence", "refine_step"]
+           "least_eigenvalue_bisect", "logdet", "positive_definite", "recurrence", "refine_point", "refine_step",
+           "refine_update"]

@@ -329,9 +329,10 @@ def make_chunk_fn(cfg: TrainConfig, reference: PenaltyReference | None = None) -
     args = (cfg.margin, cfg.loss, hyper, penalty, ref)
     key = repr((args, jax.default_backend()))   # types exact: 1 ≠ 1.0, -0.0 ≠ 0.0 here
     try:
-        return _chunk_program(key, *args)
-    except TypeError:   # an unhashable field: build this run's program on its own
+        hash(args)
+    except TypeError:   # an unhashable field (e.g. an array lr): this run's program on its own
         return _chunk_program.__wrapped__(key, *args)
+    return _chunk_program(key, *args)
 
 
 @functools.lru_cache(maxsize=16)
