@@ -418,7 +418,11 @@ def _chunk_critical(ws, threshold, beta_max, rtol, hint, num_scan: int, max_iter
 
 @functools.partial(jax.jit, static_argnames=("backend", "num_iter"))
 def _curves(ws, n, betas, backend: str, num_iter: int):
-    one = lambda w: tap.least_eigenvalue(LayeredCouplings(tuple(w)), betas, backend, num_iter=num_iter)
+    def one(w):
+        c = LayeredCouplings(tuple(w))
+        if backend == "dense":
+            return tap.least_eigenvalue_dense(c, betas)
+        return tap.least_eigenvalue_lanczos(c, betas, num_iter=num_iter)[0]
     return _map_prefix(one, tuple(ws), n)
 
 
