@@ -138,7 +138,7 @@ def fill_no_crossing(hist: ckpt.RunHistory, a: analysis.Analysis, backend: str =
         b, flag, m = analysis.resolve_no_crossing(c, a.threshold, b_star, backend, rtol=rtol, width=bracket)
         a.beta_c[row], crossing[row], margin[row] = b, flag, m
         if np.isfinite(b):
-            a.level_spacing[row] = spectra.first_level_spacing(np.asarray(spectra.tap_spectrum(c, b)))
+            a.level_spacing[row] = spectra.first_level_spacing(spectra.tap_levels(c, b))
     a.T_c = 1.0 / a.beta_c
     a.crossing, a.closest_margin = np.asarray(crossing, str), margin
     return a
@@ -155,9 +155,9 @@ def analyze_ends(hist: ckpt.RunHistory, a: analysis.Analysis, betas: np.ndarray,
         c = _couplings(hist, t_index[float(a.t[row])], dtype)
         curves.append(np.asarray(tap.least_eigenvalue(c, betas, backend)))
         bc = a.beta_c[row]
-        tap_sp.append(np.asarray(spectra.tap_spectrum(c, bc)) if np.isfinite(bc)
+        tap_sp.append(spectra.tap_levels(c, bc) if np.isfinite(bc)
                       else np.full(c.num_spins, np.nan))
-        bond_sp.append(np.asarray(spectra.bond_spectrum(c)))
+        bond_sp.append(spectra.bond_levels(c))
     pick = lambda v: np.asarray(v)[rows]
     return analysis.Analysis(
         t=pick(a.t), val_error=pick(a.val_error), beta_c=pick(a.beta_c), T_c=pick(a.T_c),

@@ -161,7 +161,8 @@ def compare_levels(workdir: str, *, analysis_prefix: str | None = None, max_chec
     if spectra_cache and os.path.exists(spectra_cache):
         cache = ckpt.read_npz(spectra_cache)
         if (cache["t"].shape != (len(idx),) or not np.allclose(cache["t"], hist.t[idx])
-                or not np.allclose(cache["beta_c"], beta_c)):
+                or not np.allclose(cache["beta_c"], beta_c)
+                or cache["Tc"].dtype != np.float64):     # a cache of float32 spectra: recomputed
             cache = None
     store = {"t": hist.t[idx], "beta_c": beta_c, "Tc": [], "J": [], **{name: [] for name in fixed}}
     for n, (i, bc) in enumerate(zip(idx, beta_c)):
@@ -170,9 +171,9 @@ def compare_levels(workdir: str, *, analysis_prefix: str | None = None, max_chec
             ev_fixed = {name: cache[name][n] for name in fixed}
         else:
             c = couplings(hist.weights_at(i), name=hist.paths[i])
-            ev_tc = np.asarray(spectra.tap_spectrum(c, float(bc)), float)
-            ev_fixed = {name: np.asarray(spectra.tap_spectrum(c, b), float) for name, b in fixed.items()}
-            ev_j = np.asarray(spectra.bond_spectrum(c), float)
+            ev_tc = spectra.tap_levels(c, float(bc))
+            ev_fixed = {name: spectra.tap_levels(c, b) for name, b in fixed.items()}
+            ev_j = spectra.bond_levels(c)
         store["Tc"].append(ev_tc)
         store["J"].append(ev_j)
         for name in fixed:

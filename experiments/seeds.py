@@ -95,8 +95,8 @@ def _ends(hist: ckpt.RunHistory, beta_c: np.ndarray, rows: list[int]) -> dict:
     bond, tap_ = [], []
     for row in (0, len(rows) - 1):
         c = couplings(hist.weights_at(rows[row]), name=hist.paths[rows[row]])
-        bond.append(np.asarray(spectra.bond_spectrum(c), float))
-        tap_.append(np.asarray(spectra.tap_spectrum(c, float(beta_c[row])), float)
+        bond.append(spectra.bond_levels(c))
+        tap_.append(spectra.tap_levels(c, float(beta_c[row]))
                     if np.isfinite(beta_c[row]) else np.full(c.num_spins, np.nan))
     return {"bond_spectra": np.stack(bond), "tap_spectra": np.stack(tap_)}
 

@@ -320,21 +320,29 @@ def _chunk_tap_matrices(ws, betas):
 
 @jax.jit
 def _chunk_spectra_device(ws, betas):
-    return jnp.linalg.eigvalsh(_chunk_tap_matrices(ws, betas))
+    m = _chunk_tap_matrices(ws, betas)
+    return jnp.linalg.eigvalsh(m.astype(jnp.float64) if jax.config.jax_enable_x64 else m)
+
+
+def spectra_precision() -> str:
+    """Dtype of the dense level spectra :func:`_chunk_spectra` computes on this backend."""
+    return "float64" if jax.default_backend() == "cpu" or jax.config.jax_enable_x64 else "float32"
 
 
 def _chunk_spectra(ws, betas):
-    """Dense ascending spectra of I − M(β_i) for a chunk → ``(B, N)``.
+    """Dense ascending spectra of I − M(β_i) for a chunk → ``(B, N)``, in float64 where it can.
 
+    The matrices are built in the weights' dtype; their eigenvalues are taken in float64 (a
+    float32 solver's noise is ~1e-3 of a typical level spacing: :func:`tapjax.spectra.tap_levels`).
     On CPU the matrices come from one compiled program and their eigenvalues from
-    :func:`tapjax.linalg.host_eigvalsh` (LAPACK ``syevd`` without eigenvectors, the B matrices on
-    the host's cores in parallel: 2.4× faster than ``jnp.linalg.eigvalsh`` at N = 2,330 on the
-    quiet 2-core CPU, which always computes eigenvectors; outside ``jit`` so that the matrix program stays in the
+    :func:`tapjax.linalg.host_eigvalsh` (LAPACK ``dsyevd`` without eigenvectors, the B matrices
+    on the host's cores in parallel; outside ``jit`` so that the matrix program stays in the
     persistent compilation cache, which refuses programs with host callbacks). Elsewhere one
-    device program.
+    device program, in float64 when ``jax_enable_x64`` is on and in float32 otherwise
+    (:func:`spectra_precision`, recorded in ``info["methods"]["level_spacing"]``).
     """
     if jax.default_backend() == "cpu":
-        return linalg.host_eigvalsh(np.asarray(_chunk_tap_matrices(ws, betas)))
+        return linalg.host_eigvalsh(np.asarray(_chunk_tap_matrices(ws, betas)), np.float64)
     return _chunk_spectra_device(ws, betas)
 
 
@@ -494,8 +502,9 @@ def _level_method(n_spins: int, level_spacing, level_method: str,
     if level_spacing is False:
         return None, None, "level_spacing=False"
     if level_method == "dense" or (level_method == "auto" and n_spins <= dense_max_spins):
-        return "dense", None, (f"dense eigvalsh of I − M at β_c (N = {n_spins} ≤ dense_max_spins = "
-                               f"{dense_max_spins})" if level_method == "auto" else "dense eigvalsh (requested)")
+        prec = spectra_precision()
+        return "dense", None, (f"dense eigvalsh of I − M at β_c in {prec} (N = {n_spins} ≤ dense_max_spins = "
+                               f"{dense_max_spins})" if level_method == "auto" else f"dense eigvalsh in {prec} (requested)")
     try:
         from tapjax import levels  # pylint: disable=import-outside-toplevel
         if not hasattr(levels, "level_spacing"):
@@ -799,8 +808,7 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         tap_sp = np.full((T, c_ref.num_spins), np.nan)
     bond_sp = None
     if keep_spectra:
-        bond_sp = np.stack([np.asarray(spectra.bond_spectrum(couplings(tuple(w[r] for w in ws))))
-                            for r in range(T)])
+        bond_sp = np.stack([spectra.bond_levels(couplings(tuple(w[r] for w in ws))) for r in range(T)])
     if spacing_ratio:
         jev = bond_sp if bond_sp is not None else bond_ev
         if jev is None:

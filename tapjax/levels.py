@@ -818,8 +818,8 @@ def level_spacing(c: LayeredCouplings, beta, method: SpacingMethod = "auto", *, 
             "auto_reason": (f"N = {n} {'≤' if used == 'dense' else '>'} AUTO_DENSE_MAX_N = "
                             f"{AUTO_DENSE_MAX_N}") if method == "auto" else None}
     if used == "dense":
-        from tapjax.spectra import tap_spectrum
-        ev = np.sort(np.asarray(tap_spectrum(c, beta), float))
+        from tapjax.spectra import tap_levels  # pylint: disable=import-outside-toplevel
+        ev = tap_levels(c, beta)
         gaps = np.diff(ev)
         s0, typ = float(gaps[0]), float(np.median(gaps))
         info.update(s0=s0, s_typ=typ, s0_error=0.0, s_typ_rel_error=0.0,
