@@ -108,18 +108,26 @@ def part_series(args) -> dict:
 
 
 def spectra_side_by_side(hist, chunk: int = 8) -> dict:
-    """Dense spectra of I − M(β) for one chunk: ``jnp.linalg.eigvalsh`` (eigenvectors computed and
-    dropped) vs the CPU path the analysis uses (LAPACK syevd, eigenvalues only), same process."""
-    from tapjax import analysis  # pylint: disable=import-outside-toplevel
+    """Dense spectra of I − M(β) for one chunk: ``jnp.linalg.eigvalsh`` (float32, eigenvectors
+    computed and dropped) vs the CPU paths the analysis uses (LAPACK syevd, eigenvalues only) in
+    float32 (``level_precision="dtype"``) and float64 (the default), same process; and how far the
+    float32 s0/s_typ are from the float64 ones."""
+    from tapjax import analysis, spectra  # pylint: disable=import-outside-toplevel
     ws = [np.asarray(w[:chunk]) for w in hist.weights]
     b = np.full(ws[0].shape[0], 0.55, np.float32)
-    out = {}
+    out, ev = {}, {}
     for name, f in (("jnp_eigvalsh", lambda: np.asarray(analysis._chunk_spectra_device(ws, b))),
-                    ("lapack_eigenvalues_only", lambda: analysis._chunk_spectra(ws, b))):
-        f()
+                    ("lapack_eigenvalues_only", lambda: analysis._chunk_spectra(ws, b, "float32")),
+                    ("lapack_float64", lambda: analysis._chunk_spectra(ws, b, "float64"))):
+        ev[name] = f()
         best = min(_timed(f) for _ in range(2))
         out[f"{name}_per_checkpoint_s"] = best / len(b)
     out["ratio"] = out["jnp_eigvalsh_per_checkpoint_s"] / out["lapack_eigenvalues_only_per_checkpoint_s"]
+    out["float64_cost_ratio"] = out["lapack_float64_per_checkpoint_s"] / out["lapack_eigenvalues_only_per_checkpoint_s"]
+    s64 = np.array([spectra.first_level_spacing(e) for e in ev["lapack_float64"]])
+    for name in ("jnp_eigvalsh", "lapack_eigenvalues_only"):
+        s32 = np.array([spectra.first_level_spacing(e) for e in ev[name]])
+        out[f"{name}_max_rel_diff_s0_over_s_typ"] = float(np.max(np.abs(s32 / s64 - 1)))
     return out
 
 

@@ -318,32 +318,39 @@ def _chunk_tap_matrices(ws, betas):
     return jax.lax.map(lambda a: tap.tap_matrix(LayeredCouplings(tuple(a[0])), a[1]), (tuple(ws), betas))
 
 
-@jax.jit
-def _chunk_spectra_device(ws, betas):
+LevelPrecision = Literal["float64", "dtype"]
+
+
+@functools.partial(jax.jit, static_argnames=("promote",))
+def _chunk_spectra_device(ws, betas, promote: bool = False):
     m = _chunk_tap_matrices(ws, betas)
-    return jnp.linalg.eigvalsh(m.astype(jnp.float64) if jax.config.jax_enable_x64 else m)
+    return jnp.linalg.eigvalsh(m.astype(jnp.float64) if promote else m)
 
 
-def spectra_precision() -> str:
-    """Dtype of the dense level spectra :func:`_chunk_spectra` computes on this backend."""
-    return "float64" if jax.default_backend() == "cpu" or jax.config.jax_enable_x64 else "float32"
+def spectra_precision(level_precision: LevelPrecision, dtype) -> str:
+    """Dtype the dense level spectra are computed in: float64 for ``"float64"`` (on a non-CPU
+    backend only with ``jax_enable_x64``), else the analysis ``dtype``."""
+    if level_precision == "float64" and (jax.default_backend() == "cpu" or jax.config.jax_enable_x64):
+        return "float64"
+    return jnp.dtype(dtype).name
 
 
-def _chunk_spectra(ws, betas):
-    """Dense ascending spectra of I − M(β_i) for a chunk → ``(B, N)``, in float64 where it can.
+def _chunk_spectra(ws, betas, precision: str = "float64"):
+    """Dense ascending spectra of I − M(β_i) for a chunk → ``(B, N)`` in ``precision``
+    (:func:`spectra_precision`).
 
-    The matrices are built in the weights' dtype; their eigenvalues are taken in float64 (a
-    float32 solver's noise is ~1e-3 of a typical level spacing: :func:`tapjax.spectra.tap_levels`).
+    The matrices are built in the weights' dtype; for level statistics their eigenvalues are
+    taken in float64 (a float32 solver's noise is ~1e-3 of a typical level spacing:
+    :func:`tapjax.spectra.tap_levels`; float64 costs 1.9× at N = 2,330).
     On CPU the matrices come from one compiled program and their eigenvalues from
-    :func:`tapjax.linalg.host_eigvalsh` (LAPACK ``dsyevd`` without eigenvectors, the B matrices
+    :func:`tapjax.linalg.host_eigvalsh` (LAPACK ``syevd`` without eigenvectors, the B matrices
     on the host's cores in parallel; outside ``jit`` so that the matrix program stays in the
     persistent compilation cache, which refuses programs with host callbacks). Elsewhere one
-    device program, in float64 when ``jax_enable_x64`` is on and in float32 otherwise
-    (:func:`spectra_precision`, recorded in ``info["methods"]["level_spacing"]``).
+    device program.
     """
     if jax.default_backend() == "cpu":
-        return linalg.host_eigvalsh(np.asarray(_chunk_tap_matrices(ws, betas)), np.float64)
-    return _chunk_spectra_device(ws, betas)
+        return linalg.host_eigvalsh(np.asarray(_chunk_tap_matrices(ws, betas)), np.dtype(precision))
+    return _chunk_spectra_device(ws, betas, promote=precision == "float64")
 
 
 @functools.partial(jax.jit, static_argnames=("num_iter", "per_layer", "backend", "with_spectrum", "grams"))
@@ -495,14 +502,14 @@ def _load(source, layout) -> ckpt.RunHistory:
 LevelMethod = Literal["auto", "dense", "levels", "slq", "inertia"]
 
 
-def _level_method(n_spins: int, level_spacing, level_method: str,
-                  dense_max_spins: int) -> tuple[str | None, str | None, str]:
+def _level_method(n_spins: int, level_spacing, level_method: str, dense_max_spins: int,
+                  precision: str = "float64") -> tuple[str | None, str | None, str]:
     """→ ``(path, levels_method, why)``: path ``"dense"`` (batched eigvalsh here), ``"levels"``
     (:func:`tapjax.levels.level_spacing` with ``levels_method``) or None (skipped)."""
     if level_spacing is False:
         return None, None, "level_spacing=False"
     if level_method == "dense" or (level_method == "auto" and n_spins <= dense_max_spins):
-        prec = spectra_precision()
+        prec = precision
         return "dense", None, (f"dense eigvalsh of I − M at β_c in {prec} (N = {n_spins} ≤ dense_max_spins = "
                                f"{dense_max_spins})" if level_method == "auto" else f"dense eigvalsh in {prec} (requested)")
     try:
@@ -526,7 +533,7 @@ def _level_method(n_spins: int, level_spacing, level_method: str,
 
 
 def _level_spacings(lvl, lvl_kind, ws, bc, beta_star, thr, keep_spectra, T, batch_size, phases, hist, idx,
-                    name, dtype, np_dtype):
+                    name, dtype, np_dtype, precision: str = "float64"):
     """Step 5 of :func:`analyze`: s0/s_typ at β_c for every row with a finite β_c → ``(spacing,
     tap spectra or None, notes, method used per row, error per row, dense spectra or None)``."""
     ev = None
@@ -538,7 +545,8 @@ def _level_spacings(lvl, lvl_kind, ws, bc, beta_star, thr, keep_spectra, T, batc
     ok = np.isfinite(bc)
     if lvl == "dense" and ok.any():
         b_eval = np.where(ok, bc, beta_star).astype(np_dtype)
-        ev = phases.run("spectra", lambda *a: _chunk_spectra(a[:-1], a[-1]), (*ws, b_eval), T, batch_size)
+        ev = phases.run("spectra", lambda *a: _chunk_spectra(a[:-1], a[-1], precision), (*ws, b_eval), T,
+                        batch_size)
         ev = np.where(ok[:, None], ev, np.nan)
         for row in np.nonzero(ok)[0]:
             lvl_used[row] = "dense"
@@ -570,7 +578,7 @@ def _level_spacings(lvl, lvl_kind, ws, bc, beta_star, thr, keep_spectra, T, batc
 
 def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, layout=None,
             level_spacing: bool | Literal["auto"] = "auto",
-            level_method: LevelMethod = "auto",
+            level_method: LevelMethod = "auto", level_precision: LevelPrecision = "float64",
             method: Literal["secant", "bisect", "grid"] = "secant", rtol: float = 1e-4,
             dtype=None, batch_size: int = 8, lanczos_iter: int = 120, num_scan: int = 16,
             max_iter: int = 60, per_layer: bool = True, curves: bool = False,
@@ -599,6 +607,11 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         ``levels.S_TYP_REL_ERROR``); ``"auto"``: dense up to ``dense_max_spins``, ``"slq"`` above.
         The method of every row is in ``info["level_methods"]`` (and its error bounds in
         ``info["level_errors"]``).
+      level_precision: eigenvalues of the dense path in ``"float64"`` (default; on GPU/TPU
+        only with ``jax_enable_x64``, else ``dtype``) or in ``"dtype"`` (1.9× faster at
+        N = 2,330 in float32, but a float32 solver moves s_typ by ~1e-3 relative:
+        :func:`tapjax.spectra.tap_levels`). The precision used is in
+        ``info["methods"]["level_spacing"]``.
       method: β_c refinement: ``"secant"`` / ``"bisect"`` (:func:`tapjax.recurrence.critical_beta_search`)
         or ``"grid"`` (first crossing on the reference β grid, needs the curves).
       rtol: relative precision of β_c. dtype: float32 (default) or float64 (enable x64 first).
@@ -632,6 +645,8 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         raise ValueError(f"level_spacing={level_spacing!r}: use True, False or 'auto'")
     if level_method not in ("auto", "dense", "levels", "slq", "inertia"):
         raise ValueError(f"level_method={level_method!r}: use 'auto', 'dense', 'levels', 'slq' or 'inertia'")
+    if level_precision not in ("float64", "dtype"):
+        raise ValueError(f"level_precision={level_precision!r}: use 'float64' or 'dtype'")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be ≥ 1")
     dtype = jnp.dtype(jnp.float32 if dtype is None else dtype)
@@ -770,13 +785,14 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     want_bond_ev = bool(spacing_ratio) and bond_backend == "dense" and not keep_spectra
     bond_out = phases.run("λ_max", lambda *w: _chunk_bond_host(w, lanczos_iter, per_layer, bond_backend,
                                                               want_bond_ev), ws, T, batch_size)
+    precision = spectra_precision(level_precision, dtype)
     lvl, lvl_kind, why_lvl = _level_method(c_ref.num_spins, level_spacing or keep_spectra, level_method,
-                                           dense_max_spins)
+                                           dense_max_spins, precision)
 
     # ---- 5. level spacing s0/s_typ at β_c
     spacing, tap_sp, lvl_notes, lvl_used, lvl_err, ev = _level_spacings(
         lvl, lvl_kind, ws, bc, beta_star, thr, keep_spectra, T, batch_size, phases, hist, idx, name,
-        dtype, np_dtype)
+        dtype, np_dtype, precision)
     ok = np.isfinite(bc)
     lam_max, share, lmin_r, sig, fro, Ck = _bond_unscale(*bond_out[:7])
     lam_max_err = np.asarray(bond_out[7], np.float64) * np.asarray(bond_out[6], np.float64)

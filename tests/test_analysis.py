@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tapjax import analysis, tap
+from tapjax import analysis, spectra, tap
 from tapjax.data import load_embedded
 from tapjax.models import ModelConfig
 from tapjax.spin_model import couplings
@@ -359,6 +359,23 @@ def test_level_spacing_above_dense_max_spins_uses_levels(history):
         assert a.level_spacing[i] == pytest.approx(d.level_spacing[i], rel=tol / (1 - tol) + s0_rel + 1e-3)
     with pytest.raises(ValueError, match="level_method"):
         analysis.analyze(history, "init", level_method="lanczos", **kw)
+
+
+def test_level_precision_float64_default_and_dtype_opt_in(history):
+    """The dense level spectra of a float32 series are float64 eigenvalues by default (equal to
+    spectra.tap_levels of each snapshot at β_c); level_precision='dtype' keeps float32, within
+    float32 noise of them, and info says which."""
+    kw = dict(progress=False, per_layer=False, indices=[0, 3], keep_spectra=True)
+    a = analysis.analyze(history, "init", **kw)
+    f = analysis.analyze(history, "init", level_precision="dtype", **kw)
+    assert a.tap_spectra.dtype == np.float64 and f.tap_spectra.dtype == np.float32
+    assert "float64" in a.info["methods"]["level_spacing"] and "float32" in f.info["methods"]["level_spacing"]
+    for i, t in enumerate((0, 3)):
+        c = couplings(history.weights_at(t))
+        np.testing.assert_array_equal(a.tap_spectra[i], spectra.tap_levels(c, np.float32(a.beta_c[i])))
+        assert f.level_spacing[i] == pytest.approx(a.level_spacing[i], rel=1e-2)
+    with pytest.raises(ValueError, match="level_precision"):
+        analysis.analyze(history, "init", level_precision="float16", **kw)
 
 
 def test_spacing_ratio_columns_against_direct(x64, tmp_path):
