@@ -341,7 +341,7 @@ def _chunk_spectra(ws, betas, precision: str = "float64"):
 
     The matrices are built in the weights' dtype; for level statistics their eigenvalues are
     taken in float64 (a float32 solver's noise is ~1e-3 of a typical level spacing:
-    :func:`tapjax.spectra.tap_levels`; float64 costs 1.9× at N = 2,330).
+    :func:`tapjax.spectra.tap_levels`; float64 costs 1.7–1.9× at N = 2,330, docs/levels.md).
     On CPU the matrices come from one compiled program and their eigenvalues from
     :func:`tapjax.linalg.host_eigvalsh` (LAPACK ``syevd`` without eigenvectors, the B matrices
     on the host's cores in parallel; outside ``jit`` so that the matrix program stays in the
@@ -509,9 +509,9 @@ def _level_method(n_spins: int, level_spacing, level_method: str, dense_max_spin
     if level_spacing is False:
         return None, None, "level_spacing=False"
     if level_method == "dense" or (level_method == "auto" and n_spins <= dense_max_spins):
-        prec = precision
-        return "dense", None, (f"dense eigvalsh of I − M at β_c in {prec} (N = {n_spins} ≤ dense_max_spins = "
-                               f"{dense_max_spins})" if level_method == "auto" else f"dense eigvalsh in {prec} (requested)")
+        return "dense", None, (f"dense eigvalsh of I − M at β_c in {precision} (N = {n_spins} ≤ dense_max_spins = "
+                               f"{dense_max_spins})" if level_method == "auto"
+                               else f"dense eigvalsh in {precision} (requested)")
     try:
         from tapjax import levels  # pylint: disable=import-outside-toplevel
         if not hasattr(levels, "level_spacing"):
@@ -608,7 +608,7 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         The method of every row is in ``info["level_methods"]`` (and its error bounds in
         ``info["level_errors"]``).
       level_precision: eigenvalues of the dense path in ``"float64"`` (default; on GPU/TPU
-        only with ``jax_enable_x64``, else ``dtype``) or in ``"dtype"`` (1.9× faster at
+        only with ``jax_enable_x64``, else ``dtype``) or in ``"dtype"`` (1.7–1.9× faster at
         N = 2,330 in float32, but a float32 solver moves s_typ by ~1e-3 relative:
         :func:`tapjax.spectra.tap_levels`). The precision used is in
         ``info["methods"]["level_spacing"]``.

@@ -65,9 +65,9 @@ def tap_levels(c: LayeredCouplings, beta) -> np.ndarray:
     The matrix ``I − M(β)`` is built in the couplings' dtype (one compiled program) and its
     eigenvalues are taken on the host by LAPACK in float64 (:func:`tapjax.linalg.host_eigvalsh`).
     A float32 eigensolver moves every level by ~1e-7 of the spectral scale, ~1e-3 of a typical
-    spacing at N ≈ 300: s0/s_typ of the same float32 matrix came out 38.640 (scipy ssyevd),
-    38.700 (``jnp.linalg.eigvalsh``) and 38.6993 here, against 38.6989 for the float64 net
-    (docs/levels.md). NaN for NaN/Inf couplings.
+    spacing at N ≈ 300: s0/s_typ of the tiny test net's float32 matrix came out 38.640–38.745
+    (scipy ssyevd), 38.700 (``jnp.linalg.eigvalsh``) and 38.6993 here, against 38.6989 for the
+    float64 net (docs/levels.md). NaN for NaN/Inf couplings.
     """
     ok, m = _tap_level_matrix(as_couplings(c), beta)
     if not bool(ok):
