@@ -10,9 +10,10 @@ reference). :func:`save_analysis` writes ``.npz`` (arrays), ``.json`` (table + m
 ``.csv`` / ``_table.json`` (the table, for pandas) and ``_layers.csv``.
 
 **Batched compute.** The snapshots are stacked (``(T, N_{k-1}, N_k)`` per block) and every
-quantity is one compiled program applied chunk by chunk (``batch_size`` snapshots per chunk,
-``jax.lax.map`` inside; the last chunk padded), so the number of compiled programs does not grow
-with T: the critical-β search (:func:`tapjax.recurrence.critical_beta_search` with the reference
+quantity is one compiled program applied chunk by chunk (a buffer of ``batch_size`` snapshots,
+a loop over its first n inside, :func:`_map_prefix`), so the number of compiled programs does not
+depend on T at all — a series of 1 and one of 1,000 snapshots run the same programs, and a short
+series computes no padding: the critical-β search (:func:`tapjax.recurrence.critical_beta_search` with the reference
 β* as the scan hint), Lanczos for λ_max(J) and its eigenvector, λ_min(R) and σ_max(W_k), and the
 dense spectrum of I − M at β_c for the level spacing (or, above ``dense_max_spins`` spins,
 :func:`tapjax.levels.level_spacing` when that module is present).
@@ -312,19 +313,56 @@ def _bond_unscale(lam, share, lmin_r, sig, fro, C, s):
             f(C) * (s * s)[:, None])
 
 
-@jax.jit
-def _chunk_tap_matrices(ws, betas):
-    """I − M(β_i) of a chunk → ``(B, N, N)`` (one program, ``lax.map``)."""
-    return jax.lax.map(lambda a: tap.tap_matrix(LayeredCouplings(tuple(a[0])), a[1]), (tuple(ws), betas))
+def _map_prefix(fn, xs, n):
+    """``fn`` over the first ``n`` slices of ``xs`` (a pytree with leading axis B) → outputs
+    stacked to ``(B, ...)``, rows ≥ n zero.
+
+    ``jax.lax.map`` with a dynamic trip count: ``n`` is traced, so one compiled program serves
+    every chunk length up to B (a short series neither recompiles nor computes padding). Each
+    slice runs the same body as under ``lax.map`` (same bits, fuzzed in the tests).
+    """
+    B = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    take = lambda i: jax.tree_util.tree_map(lambda a: jax.lax.dynamic_index_in_dim(a, i, 0, False), xs)
+    out = jax.tree_util.tree_map(lambda sd: jnp.zeros((B, *sd.shape), sd.dtype),
+                                 jax.eval_shape(fn, take(0)))
+
+    def body(i, acc):
+        return jax.tree_util.tree_map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, i, 0),
+                                      acc, fn(take(i)))
+
+    return jax.lax.fori_loop(0, n, body, out)
+
+
+def _count(ws, n):
+    """The chunk length ``n`` (None = the whole leading axis of ``ws``)."""
+    return np.int32(np.shape(ws[0])[0] if n is None else n)
 
 
 LevelPrecision = Literal["float64", "dtype"]
 
 
+@jax.jit
+def _tap_matrices(ws, betas, n):
+    return _map_prefix(lambda a: tap.tap_matrix(LayeredCouplings(tuple(a[0])), a[1]), (tuple(ws), betas), n)
+
+
+def _chunk_tap_matrices(ws, betas, n=None):
+    """I − M(β_i) of the first ``n`` (default all) snapshots of a chunk → ``(B, N, N)`` (one program)."""
+    return _tap_matrices(ws, betas, _count(ws, n))
+
+
 @functools.partial(jax.jit, static_argnames=("promote",))
-def _chunk_spectra_device(ws, betas, promote: bool = False):
-    m = _chunk_tap_matrices(ws, betas)
-    return jnp.linalg.eigvalsh(m.astype(jnp.float64) if promote else m)
+def _spectra_device(ws, betas, n, promote: bool = False):
+    def one(a):
+        m = tap.tap_matrix(LayeredCouplings(tuple(a[0])), a[1])
+        return jnp.linalg.eigvalsh(m.astype(jnp.float64) if promote else m)
+    return _map_prefix(one, (tuple(ws), betas), n)
+
+
+def _chunk_spectra_device(ws, betas, n=None, promote: bool = False):
+    """Dense spectra of the first ``n`` snapshots of a chunk in one device program (float64
+    eigenvalues with ``promote``)."""
+    return _spectra_device(ws, betas, _count(ws, n), promote=promote)
 
 
 def spectra_precision(level_precision: LevelPrecision, dtype) -> str:
@@ -335,9 +373,9 @@ def spectra_precision(level_precision: LevelPrecision, dtype) -> str:
     return jnp.dtype(dtype).name
 
 
-def _chunk_spectra(ws, betas, precision: str = "float64"):
-    """Dense ascending spectra of I − M(β_i) for a chunk → ``(B, N)`` in ``precision``
-    (:func:`spectra_precision`).
+def _chunk_spectra(ws, betas, precision: str = "float64", n=None):
+    """Dense ascending spectra of I − M(β_i) for the first ``n`` (default all) snapshots of a
+    chunk → ``(B, N)`` in ``precision`` (:func:`spectra_precision`; rows ≥ n: zero).
 
     The matrices are built in the weights' dtype; for level statistics their eigenvalues are
     taken in float64 (a float32 solver's noise is ~1e-3 of a typical level spacing:
@@ -349,45 +387,61 @@ def _chunk_spectra(ws, betas, precision: str = "float64"):
     device program.
     """
     if jax.default_backend() == "cpu":
-        return linalg.host_eigvalsh(np.asarray(_chunk_tap_matrices(ws, betas)), np.dtype(precision))
-    return _chunk_spectra_device(ws, betas, promote=precision == "float64")
+        m = _count(ws, n)
+        ev = linalg.host_eigvalsh(np.asarray(_chunk_tap_matrices(ws, betas, m))[:m], np.dtype(precision))
+        return np.concatenate([ev, np.zeros((np.shape(ws[0])[0] - m, *ev.shape[1:]), ev.dtype)])
+    return _chunk_spectra_device(ws, betas, n, promote=precision == "float64")
 
 
 @functools.partial(jax.jit, static_argnames=("num_iter", "per_layer", "backend", "with_spectrum", "grams"))
+def _bond(ws, n, num_iter: int, per_layer: bool = True, backend: str = "dense", with_spectrum: bool = False,
+          grams: bool = False):
+    return _map_prefix(_bond_program(num_iter, per_layer, backend, with_spectrum, grams), tuple(ws), n)
+
+
 def _chunk_bond(ws, num_iter: int, per_layer: bool = True, backend: str = "dense", with_spectrum: bool = False,
-                grams: bool = False):
-    return jax.lax.map(_bond_program(num_iter, per_layer, backend, with_spectrum, grams), tuple(ws))
+                grams: bool = False, n=None):
+    """:func:`_bond_program` over the first ``n`` (default all) snapshots of a chunk (one program)."""
+    return _bond(ws, _count(ws, n), num_iter, per_layer, backend, with_spectrum, grams)
 
 
 def _chunk_bond_host(ws, num_iter: int, per_layer: bool = True, backend: str = "dense",
-                     with_spectrum: bool = False):
+                     with_spectrum: bool = False, n=None):
     """:func:`_chunk_bond`; on CPU σ_max = √λ_max(Gram) by :func:`tapjax.linalg.host_eigvalsh`
     (eigenvalues only, 3× faster than ``jnp.linalg.eigvalsh`` at 512 × 512) per chunk."""
     if not per_layer or jax.default_backend() != "cpu":
-        return _chunk_bond(ws, num_iter, per_layer, backend, with_spectrum)
-    *out, gs = _chunk_bond(ws, num_iter, per_layer, backend, with_spectrum, grams=True)
-    out[3] = np.stack([np.sqrt(np.maximum(linalg.host_eigvalsh(np.asarray(g))[..., -1], 0.0)) for g in gs],
-                      axis=1).astype(np.asarray(out[3]).dtype)
+        return _chunk_bond(ws, num_iter, per_layer, backend, with_spectrum, n=n)
+    *out, gs = _chunk_bond(ws, num_iter, per_layer, backend, with_spectrum, grams=True, n=n)
+    m = _count(ws, n)
+    sig = np.stack([np.sqrt(np.maximum(linalg.host_eigvalsh(np.asarray(g)[:m])[..., -1], 0.0)) for g in gs],
+                   axis=1)
+    out[3] = np.concatenate([sig, np.asarray(out[3])[m:]]).astype(np.asarray(out[3]).dtype)
     return tuple(out)
 
 
 @functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
-def _chunk_critical(ws, threshold, beta_max, rtol, hint, num_scan: int, max_iter: int, method: str):
+def _critical(ws, n, threshold, beta_max, rtol, hint, num_scan: int, max_iter: int, method: str):
     def one(w):
         r = recurrence.critical_beta_search(LayeredCouplings(tuple(w)), threshold, beta_max, rtol, hint,
                                             num_scan=num_scan, max_iter=max_iter, method=method)
         return r.beta, r.crossed, r.num_tests, r.status
-    return jax.lax.map(one, tuple(ws))
+    return _map_prefix(one, tuple(ws), n)
+
+
+def _chunk_critical(ws, threshold, beta_max, rtol, hint, num_scan: int, max_iter: int, method: str, n=None):
+    """:func:`tapjax.recurrence.critical_beta_search` over the first ``n`` snapshots (one program)."""
+    return _critical(ws, _count(ws, n), threshold, beta_max, rtol, hint, num_scan, max_iter, method)
 
 
 @functools.partial(jax.jit, static_argnames=("backend", "num_iter"))
-def _chunk_curves(ws, betas, backend: str, num_iter: int):
-    def one(w):
-        c = LayeredCouplings(tuple(w))
-        if backend == "dense":
-            return tap.least_eigenvalue_dense(c, betas)
-        return tap.least_eigenvalue_lanczos(c, betas, num_iter=num_iter)[0]
-    return jax.lax.map(one, tuple(ws))
+def _curves(ws, n, betas, backend: str, num_iter: int):
+    one = lambda w: tap.least_eigenvalue(LayeredCouplings(tuple(w)), betas, backend, num_iter=num_iter)
+    return _map_prefix(one, tuple(ws), n)
+
+
+def _chunk_curves(ws, betas, backend: str, num_iter: int, n=None):
+    """λ_min(I − M(β)) on the grid ``betas`` for the first ``n`` snapshots (one program)."""
+    return _curves(ws, _count(ws, n), betas, backend, num_iter)
 
 
 class _Phases:
@@ -398,12 +452,15 @@ class _Phases:
         self.timings: dict[str, dict[str, float]] = {}
 
     def run(self, name: str, fn, arrays: Sequence[np.ndarray], T: int, batch_size: int):
-        """``fn(*chunk_arrays)`` over chunks of the leading axis (padded) → list of numpy outputs."""
+        """``fn(*chunk_arrays, n=n)`` over chunks of the leading axis → numpy outputs ``(T, ...)``.
+
+        Every chunk is a buffer of ``batch_size`` snapshots of which the first n are real (the
+        rest repeat the last one and are not computed, :func:`_map_prefix`): one compiled program
+        per net shape and ``batch_size``, whatever T (tests, incremental analyses and the
+        persistent compilation cache all reuse it).
+        """
         import tqdm  # pylint: disable=import-outside-toplevel
-        # chunk = batch_size, or for a short series the next power of two ≥ T (padded): series of
-        # 5 and of 7 snapshots share one compiled program (incremental analyses, the persistent
-        # cache) at most 2× the work of an exact fit
-        B = max(1, min(batch_size, 1 << max(T - 1, 0).bit_length()))
+        B = batch_size
         starts = list(range(0, T, B))
         outs: list = []
         bar = None
@@ -415,7 +472,7 @@ class _Phases:
             if n < B:  # pad the last chunk: the program keeps one shape
                 sl = [np.concatenate([a, np.repeat(a[-1:], B - n, axis=0)]) for a in sl]
             t0 = time.monotonic()
-            out = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], jax.block_until_ready(fn(*sl)))
+            out = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], jax.block_until_ready(fn(*sl, n=n)))
             outs.append(out)
             if j == 0:
                 first = time.monotonic() - t0
@@ -545,7 +602,7 @@ def _level_spacings(lvl, lvl_kind, ws, bc, beta_star, thr, keep_spectra, T, batc
     ok = np.isfinite(bc)
     if lvl == "dense" and ok.any():
         b_eval = np.where(ok, bc, beta_star).astype(np_dtype)
-        ev = phases.run("spectra", lambda *a: _chunk_spectra(a[:-1], a[-1], precision), (*ws, b_eval), T,
+        ev = phases.run("spectra", lambda *a, n: _chunk_spectra(a[:-1], a[-1], precision, n), (*ws, b_eval), T,
                         batch_size)
         ev = np.where(ok[:, None], ev, np.nan)
         for row in np.nonzero(ok)[0]:
@@ -709,8 +766,8 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         ref_backend = rres.info.get("backend") or ("dense" if c_ref.num_spins <= 1024 else "lanczos")
         betas = (ref_obj.grid_betas(rres) if ref_obj is not None
                  else ref_lib.beta_grid(beta_max, 64))
-        curve_arr = phases.run("curves", lambda *w: _chunk_curves(w, jnp.asarray(betas, dtype), ref_backend,
-                                                                  min(lanczos_iter, c_ref.num_spins)),
+        curve_arr = phases.run("curves", lambda *w, n: _chunk_curves(w, jnp.asarray(betas, dtype), ref_backend,
+                                                                     min(lanczos_iter, c_ref.num_spins), n),
                                ws, T, batch_size)
 
     # ---- 3. β_c by the recurrence root search (batched), then the no-crossing rule
@@ -724,9 +781,9 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         crossed = hit.any(1)
     else:
         bc, crossed, num_tests, status = phases.run(
-            "T_c", lambda *w: _chunk_critical(w, jnp.asarray(thr, dtype), jnp.asarray(beta_max, dtype),
-                                              jnp.asarray(rtol, dtype), jnp.asarray(beta_star, dtype),
-                                              num_scan, max_iter, method), ws, T, batch_size)
+            "T_c", lambda *w, n: _chunk_critical(w, jnp.asarray(thr, dtype), jnp.asarray(beta_max, dtype),
+                                                 jnp.asarray(rtol, dtype), jnp.asarray(beta_star, dtype),
+                                                 num_scan, max_iter, method, n), ws, T, batch_size)
         bc = np.where(crossed, bc, np.nan).astype(float)
         search_status = np.asarray(status, int)
     if touch_atol is None:
@@ -783,8 +840,8 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     # ---- 4. λ_max(J) with its eigenvector, λ_min(R), per-layer σ_max / ‖W‖_F / C_k
     bond_backend = linalg.resolve_backend("auto", c_ref.num_spins)
     want_bond_ev = bool(spacing_ratio) and bond_backend == "dense" and not keep_spectra
-    bond_out = phases.run("λ_max", lambda *w: _chunk_bond_host(w, lanczos_iter, per_layer, bond_backend,
-                                                              want_bond_ev), ws, T, batch_size)
+    bond_out = phases.run("λ_max", lambda *w, n: _chunk_bond_host(w, lanczos_iter, per_layer, bond_backend,
+                                                                 want_bond_ev, n), ws, T, batch_size)
     precision = spectra_precision(level_precision, dtype)
     lvl, lvl_kind, why_lvl = _level_method(c_ref.num_spins, level_spacing or keep_spectra, level_method,
                                            dense_max_spins, precision)

@@ -191,10 +191,8 @@ def sharded_critical_betas(stacked: LayeredCouplings | Sequence, threshold, beta
 def _curves_sharded(ws, betas, mesh, backend, num_iter, batch_size):
     def local(ws, betas):
         def one(w):
-            c = LayeredCouplings(tuple(w))
-            if backend == "dense":
-                return tap.least_eigenvalue_dense(c, betas)
-            return tap.least_eigenvalue_lanczos(c, betas, num_iter=num_iter, batch_size=batch_size)[0]
+            return tap.least_eigenvalue(LayeredCouplings(tuple(w)), betas, backend, num_iter=num_iter,
+                                        batch_size=batch_size)
 
         return jax.lax.map(one, tuple(ws))
 

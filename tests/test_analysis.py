@@ -159,6 +159,34 @@ def test_analyze_batched_equals_per_checkpoint_loop(x64):
     assert np.all(np.diff(a.T_c) > 0)
 
 
+def test_chunk_programs_serve_every_series_length(x64):
+    """A chunk is a buffer of batch_size snapshots looped over its first n (analysis._map_prefix):
+    a series of 2 runs the programs compiled for one of 4, row for row with the same bits, and
+    the loop equals ``lax.map`` bitwise (padding rows are not computed: zero)."""
+    import jax
+    from tapjax.reference import Reference
+    from tapjax.spin_model import LayeredCouplings
+    h = _history64()
+    kw = dict(dtype=jnp.float64, batch_size=4, progress=False, rtol=1e-6, keep_spectra=True)
+    ref = Reference(kind="init", backend="dense")
+    full = analysis.analyze(h, ref, **kw)
+    progs = (analysis._critical, analysis._bond, analysis._tap_matrices)
+    sizes = [f._cache_size() for f in progs]
+    part = analysis.analyze(h, ref, indices=(1, 2), **kw)
+    assert [f._cache_size() for f in progs] == sizes
+    for k in ("beta_c", "lambda_max_J", "lambda_min_R", "level_spacing", "tap_spectra"):
+        np.testing.assert_array_equal(getattr(part, k), getattr(full, k)[1:3], err_msg=k)
+    np.testing.assert_array_equal(part.layers.sigma_max, full.layers.sigma_max[1:3])
+
+    ws = tuple(jnp.asarray(w) for w in h.weights)
+    betas = jnp.asarray([0.3, 0.4, 0.5, 0.6])
+    one = lambda a: jnp.linalg.eigvalsh(tap.tap_matrix(LayeredCouplings(tuple(a[0])), a[1]))
+    want = jax.jit(lambda w, b: jax.lax.map(one, (w, b)))(ws, betas)
+    got = np.asarray(analysis._chunk_spectra_device(ws, betas, 3))
+    np.testing.assert_array_equal(got[:3], want[:3])
+    assert not got[3].any()
+
+
 def test_layer_table_against_numpy(x64):
     h = _history64()
     a = analysis.analyze(h, "msk", dtype=jnp.float64, progress=False, level_spacing=False)
