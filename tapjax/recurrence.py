@@ -41,7 +41,7 @@ from tapjax.errors import ConvergenceError, CouplingsError, NoCrossingError  # n
 from tapjax.linalg import RootMethod
 from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, check_couplings,
                                equal_block_runs,
-                               coupling_scale, normalized, row_square_sums)
+                               coupling_scale, row_square_sums, scaled)
 
 
 class RecurrenceResult(NamedTuple):
@@ -138,8 +138,8 @@ def last_pivot_margin(c: LayeredCouplings, beta, shift=0.0) -> jax.Array:
     pivots) lose definiteness only at or after the full matrix, so NaN marks β past the crossing.
     Cost: one PD test plus an ``eigvalsh`` of the ``N_L × N_L`` last pivot.
     """
-    c, beta = normalized(as_couplings(c), beta)
-    return _last_pivot_margin(c, beta, shift)
+    c = as_couplings(c)
+    return _last_pivot_margin_scaled(*scaled(c), _num(beta, c.dtype), _num(shift, c.dtype))
 
 
 def _last_pivot_margin(c, beta, shift):
@@ -147,37 +147,53 @@ def _last_pivot_margin(c, beta, shift):
     return jnp.where(bad == 0, jnp.linalg.eigvalsh(D)[0], jnp.nan)
 
 
-def _normalized_recurrence(c, beta, shift, mode) -> RecurrenceResult:
-    c, beta = normalized(as_couplings(c), beta)
-    return _recurrence(c, beta, shift, mode)
+# The public entry points scale the couplings in a program of their own (spin_model.scaled:
+# compiled once per net and shared) and run these kernels on (c / s, s).
+def _num(x, dtype):
+    """A Python number as a ``dtype`` array where that is the default float dtype (others
+    unchanged), so that ``0.5`` and ``np.float64(0.5)`` share one compiled kernel. The same
+    values: a weak-typed Python number is computed in the default float dtype (with x64 on and
+    float32 couplings that is wider than ``dtype``, so it stays a Python number there)."""
+    if type(x) in (int, float) and jnp.dtype(dtype) == jnp.result_type(float):
+        return jnp.asarray(x, dtype)
+    return x
 
 
 @jax.jit
+def _last_pivot_margin_scaled(c, s, beta, shift):
+    return _last_pivot_margin(c, jnp.asarray(beta, c.dtype) * s, shift)
+
+
+@functools.partial(jax.jit, static_argnames=("mode",))
+def _recurrence_scaled(c, s, beta, shift, mode) -> RecurrenceResult:
+    return _recurrence(c, jnp.asarray(beta, c.dtype) * s, shift, mode)
+
+
 def positive_definite(c: LayeredCouplings, beta, shift=0.0) -> jax.Array:
     """Whether ``(1 − shift) I − M(β)`` is positive definite (Cholesky on each pivot).
 
     Equivalently: λ_min(I − M(β)) > ``shift``. ``logdet`` of the same call is available via
     :func:`logdet`.
     """
-    return _normalized_recurrence(c, beta, shift, "cholesky").positive_definite
+    c = as_couplings(c)
+    return _recurrence_scaled(*scaled(c), _num(beta, c.dtype), _num(shift, c.dtype),
+                              "cholesky").positive_definite
 
 
-@jax.jit
 def logdet(c: LayeredCouplings, beta, shift=0.0) -> jax.Array:
     """log|det((1 − shift) I − M(β))| by eq. 27 (eigh pivots: valid for indefinite matrices)."""
-    return _normalized_recurrence(c, beta, shift, "inertia").logdet
+    return recurrence(c, beta, shift).logdet
 
 
-@jax.jit
 def inertia(c: LayeredCouplings, beta, shift=0.0) -> jax.Array:
     """Number of eigenvalues of ``I − M(β)`` below ``shift`` (Sylvester's law on the pivots)."""
-    return _normalized_recurrence(c, beta, shift, "inertia").num_negative
+    return recurrence(c, beta, shift).num_negative
 
 
-@jax.jit
 def recurrence(c: LayeredCouplings, beta, shift=0.0) -> RecurrenceResult:
     """Full :class:`RecurrenceResult` (logdet, inertia, PD flag) with eigh pivots."""
-    return _normalized_recurrence(c, beta, shift, "inertia")
+    c = as_couplings(c)
+    return _recurrence_scaled(*scaled(c), _num(beta, c.dtype), _num(shift, c.dtype), "inertia")
 
 
 def least_eigenvalue_bisect(c: LayeredCouplings, beta, lo: float, hi: float,
@@ -332,7 +348,6 @@ def refine_step(s: RefineState, margin, rtol, *, method: str = "secant",
     return refine_update(s, x, margin(x))
 
 
-@functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
 def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hint=None, *,
                          num_scan: int = 16, max_iter: int = 60,
                          method: RootMethod = "secant") -> CriticalBeta:
@@ -373,10 +388,18 @@ def critical_beta_search(c: LayeredCouplings, threshold, beta_max, rtol=1e-4, hi
         from tapjax.levels import critical_beta_smooth  # pylint: disable=import-outside-toplevel
         return critical_beta_smooth(c, threshold, beta_max, rtol, hint, num_scan=num_scan,
                                     max_iter=max_iter)
+    dt = c.dtype
+    return _critical_beta_search(*scaled(c), _num(threshold, dt), _num(beta_max, dt), _num(rtol, dt),
+                                 None if hint is None else _num(hint, dt), num_scan=num_scan,
+                                 max_iter=max_iter, method=method)
+
+
+@functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
+def _critical_beta_search(c: LayeredCouplings, scale, threshold, beta_max, rtol, hint, *,
+                          num_scan: int, max_iter: int, method: RootMethod) -> CriticalBeta:
+    """:func:`critical_beta_search` on ``c = W / scale`` (:func:`~tapjax.spin_model.scaled`)."""
     dtype = c.dtype
-    finite = all_finite(c)
-    scale = coupling_scale(c)
-    c = LayeredCouplings(tuple(w / scale for w in c.weights))
+    finite = all_finite(c)   # the same as of W: s is 1 for non-finite W
     # beyond beta_lim, β²r (eq. 25) overflows the dtype and the PD test means nothing
     r_max = jnp.max(jnp.stack([jnp.max(r) for r in row_square_sums(c)]))
     beta_lim = jnp.sqrt(jnp.finfo(dtype).max / (16.0 * (1.0 + r_max)))

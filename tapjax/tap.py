@@ -46,7 +46,7 @@ from tapjax.errors import CouplingsError, NoCrossingError
 from tapjax.linalg import Backend, golden_min, lanczos_tridiagonal  # noqa: F401  (re-exported)
 from tapjax.spin_model import (LayeredCouplings, all_finite, as_couplings, bond_matvec,  # noqa: F401
                                check_couplings, dense_bond_matrix, join_layers, normalized,
-                               row_square_sums, split_layers)
+                               row_square_sums, scaled, split_layers)
 
 
 def tap_matrix(c: LayeredCouplings, beta) -> jax.Array:
@@ -71,7 +71,6 @@ def tap_matvec(c: LayeredCouplings, beta, v: jax.Array, r: jax.Array | None = No
 
 
 # --------------------------------------------------------------------------- dense backend
-@jax.jit
 def least_eigenvalue_dense(c: LayeredCouplings, betas: jax.Array) -> jax.Array:
     """λ_min(I − M(β)) by exact diagonalization, vmapped over ``betas`` ``(B,)`` → ``(B,)``.
 
@@ -79,7 +78,14 @@ def least_eigenvalue_dense(c: LayeredCouplings, betas: jax.Array) -> jax.Array:
     one ``eigvalsh`` of an ``(N, N)`` matrix. Usable under ``jax.vmap`` over a leading
     checkpoint axis of ``c``.
     """
-    c, betas = normalized(as_couplings(c), betas)
+    return _least_eigenvalue_dense(*scaled(as_couplings(c)), betas)
+
+
+# The entry points scale the couplings in a program of their own (spin_model.scaled, compiled
+# once per net and shared) and run these kernels on (c / s, s).
+@jax.jit
+def _least_eigenvalue_dense(c: LayeredCouplings, s, betas):
+    betas = jnp.asarray(betas, c.dtype) * s
     J = dense_bond_matrix(c)
     r = join_layers(row_square_sums(c))
     eye = jnp.eye(J.shape[0], dtype=J.dtype)
@@ -92,7 +98,6 @@ def least_eigenvalue_dense(c: LayeredCouplings, betas: jax.Array) -> jax.Array:
 
 
 # --------------------------------------------------------------------------- Lanczos backend
-@functools.partial(jax.jit, static_argnames=("num_iter", "batch_size"))
 def least_eigenvalue_lanczos(c: LayeredCouplings, betas: jax.Array, num_iter: int = 120,
                              key: jax.Array | None = None, batch_size: int = 32) -> tuple[jax.Array, jax.Array]:
     """Matrix-free λ_min(I − M(β)) for each β in ``betas`` ``(B,)``.
@@ -106,7 +111,12 @@ def least_eigenvalue_lanczos(c: LayeredCouplings, betas: jax.Array, num_iter: in
     """
     if key is None:
         key = jax.random.PRNGKey(0)
-    c, betas = normalized(as_couplings(c), betas)
+    return _least_eigenvalue_lanczos(*scaled(as_couplings(c)), betas, num_iter, key, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("num_iter", "batch_size"))
+def _least_eigenvalue_lanczos(c: LayeredCouplings, s, betas, num_iter, key, batch_size):
+    betas = jnp.asarray(betas, c.dtype) * s
     r = join_layers(row_square_sums(c))
     v0 = jax.random.normal(key, (c.num_spins,), c.dtype)
 

@@ -66,3 +66,34 @@ def test_smooth_and_secant_searches_share_the_state(x64):
     assert max(float(a.lower), float(b.lower)) <= min(float(a.beta), float(b.beta))
     with pytest.warns(DeprecationWarning):
         assert levels.SmoothSearch is RefineState
+
+
+def test_entry_points_scale_in_a_shared_program_with_the_inline_bits():
+    """The entry points scale W in one program of its own (spin_model.scaled) and run a kernel on
+    (W / s, s): the same bits as the inline scaling a traced call does; logdet, inertia and
+    recurrence share one kernel, and a Python number compiles no other kernel than a jnp scalar."""
+    from tapjax import tap
+    from tapjax.spin_model import random_couplings
+    c = random_couplings(jax.random.PRNGKey(11), (7, 6, 5), dtype=jnp.float32)
+    betas = jnp.linspace(0.2, 1.4, 5, dtype=jnp.float32)
+
+    def calls(c):
+        return (recurrence.positive_definite(c, 0.7, 0.1), recurrence.recurrence(c, 0.7, 0.1),
+                recurrence.logdet(c, 0.7, 0.1), recurrence.inertia(c, 0.7, 0.1),
+                recurrence.last_pivot_margin(c, 0.7, 0.1), tap.least_eigenvalue_dense(c, betas),
+                tap.least_eigenvalue_lanczos(c, betas, num_iter=18)[0],
+                recurrence.critical_beta_search(c, 0.0, 4.0, 1e-5))
+
+    kernel = recurrence._recurrence_scaled
+    n0 = kernel._cache_size()
+    for big in (1.0, 2.0 ** 70):   # 2^70: Σw² overflows float32 unless scaled
+        cb = jax.tree_util.tree_map(lambda w: w * np.float32(big), c)
+        eager = jax.tree_util.tree_leaves(calls(cb))
+        inline = jax.tree_util.tree_leaves(jax.jit(calls)(cb))
+        for a, b in zip(eager, inline):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    n1 = kernel._cache_size()
+    assert n1 - n0 <= 2   # one kernel per mode (Cholesky, eigh) for this net, however called
+    for shift in (0.25, jnp.float32(0.25), 1):
+        recurrence.logdet(c, 0.7, shift), recurrence.inertia(c, jnp.float32(0.7), shift)
+    assert kernel._cache_size() == n1
