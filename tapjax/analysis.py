@@ -16,7 +16,8 @@ depend on T at all — a series of 1 and one of 1,000 snapshots run the same pro
 series computes no padding: the critical-β search (:func:`tapjax.recurrence.critical_beta_search` with the reference
 β* as the scan hint), Lanczos for λ_max(J) and its eigenvector, λ_min(R) and σ_max(W_k), and the
 dense spectrum of I − M at β_c for the level spacing (or, above ``dense_max_spins`` spins,
-:func:`tapjax.levels.level_spacing` when that module is present).
+:func:`tapjax.levels.level_spacing` when that module is present). The optional λ_min curves
+(``curves=True``, ``method="grid"``) run the reference curve's own kernel once per snapshot.
 
 **No-crossing rule** (one rule, recorded per row in ``crossing``):
 
@@ -433,15 +434,22 @@ def _chunk_critical(ws, threshold, beta_max, rtol, hint, num_scan: int, max_iter
     return _critical(ws, _count(ws, n), threshold, beta_max, rtol, hint, num_scan, max_iter, method)
 
 
-@functools.partial(jax.jit, static_argnames=("backend", "num_iter"))
-def _curves(ws, n, betas, backend: str, num_iter: int):
-    one = lambda w: tap.least_eigenvalue(LayeredCouplings(tuple(w)), betas, backend, num_iter=num_iter)
-    return _map_prefix(one, tuple(ws), n)
-
-
 def _chunk_curves(ws, betas, backend: str, num_iter: int, n=None):
-    """λ_min(I − M(β)) on the grid ``betas`` for the first ``n`` snapshots (one program)."""
-    return _curves(ws, _count(ws, n), betas, backend, num_iter)
+    """λ_min(I − M(β)) on the grid ``betas`` for the first ``n`` snapshots of a chunk →
+    ``(B, len(betas))`` (rows ≥ n: zero).
+
+    One :func:`tapjax.tap.least_eigenvalue` call per snapshot: its kernel is the one the
+    reference curve compiled for this net and grid, so the curves compile nothing of their own
+    (a chunk program for them cost 2.3 s of compile per net shape in the tests), and a curve is
+    ``len(betas)`` eigensolves, next to which one dispatch per snapshot is nothing.
+    """
+    m = _count(ws, n)
+    kw = {"num_iter": num_iter} if backend == "lanczos" else {}
+    rows = [np.asarray(tap.least_eigenvalue(LayeredCouplings(tuple(jnp.asarray(w[i]) for w in ws)), betas,
+                                            backend, **kw)) for i in range(m)]
+    out = np.zeros((np.shape(ws[0])[0], np.shape(betas)[0]), rows[0].dtype)
+    out[:m] = rows
+    return out
 
 
 class _Phases:
