@@ -420,23 +420,33 @@ def _chunk_bond_host(ws, num_iter: int, per_layer: bool = True, backend: str = "
     return tuple(out)
 
 
-@functools.partial(jax.jit, static_argnames=("num_scan", "max_iter", "method"))
-def _critical(ws, n, threshold, beta_max, rtol, hint, num_scan: int, max_iter: int, method: str):
-    def one(w):
-        r = recurrence.critical_beta_search(LayeredCouplings(tuple(w)), threshold, beta_max, rtol, hint,
-                                            num_scan=num_scan, max_iter=max_iter, method=method)
-        return r.beta, r.crossed, r.num_tests, r.status
-    return _map_prefix(one, tuple(ws), n)
-
-
 def _chunk_critical(ws, threshold, beta_max, rtol, hint, num_scan: int, max_iter: int, method: str, n=None):
-    """:func:`tapjax.recurrence.critical_beta_search` over the first ``n`` snapshots (one program)."""
-    return _critical(ws, _count(ws, n), threshold, beta_max, rtol, hint, num_scan, max_iter, method)
+    """:func:`tapjax.recurrence.critical_beta_search` for the first ``n`` (default all) snapshots
+    of a chunk → ``(beta, crossed, num_tests, status)``, each ``(B,)`` (rows ≥ n: zero).
+
+    One search call per snapshot: its kernel is compiled once per net shape and shared with
+    every other caller of the search (the no-crossing rule, per-checkpoint use), whatever T and
+    ``batch_size``. A chunk program looping the search over the buffer compiled 1.1–1.4× the
+    search itself and nothing else could use it; a search is tens of PD tests, next to which one
+    dispatch per snapshot is nothing (the same reasoning as :func:`_chunk_curves`).
+    """
+    m = _count(ws, n)
+    B = np.shape(ws[0])[0]
+    dt = np.dtype(jnp.dtype(threshold.dtype).name)
+    out = (np.zeros(B, dt), np.zeros(B, bool), np.zeros(B, np.int32), np.zeros(B, np.int32))
+    for i in range(m):
+        r = recurrence.critical_beta_search(LayeredCouplings(tuple(jnp.asarray(w[i]) for w in ws)), threshold,
+                                            beta_max, rtol, hint, num_scan=num_scan, max_iter=max_iter,
+                                            method=method)
+        for o, v in zip(out, (r.beta, r.crossed, r.num_tests, r.status)):
+            o[i] = np.asarray(v)
+    return out
 
 
-def _chunk_curves(ws, betas, backend: str, num_iter: int, n=None):
+def _chunk_curves(ws, betas, backend: str, num_iter: int, n=None, need=None):
     """λ_min(I − M(β)) on the grid ``betas`` for the first ``n`` snapshots of a chunk →
-    ``(B, len(betas))`` (rows ≥ n: zero).
+    ``(B, len(betas))`` (rows ≥ n: zero; rows where the bool mask ``need`` ``(B,)`` is False:
+    NaN, not computed).
 
     One :func:`tapjax.tap.least_eigenvalue` call per snapshot: its kernel is the one the
     reference curve compiled for this net and grid, so the curves compile nothing of their own
@@ -445,10 +455,11 @@ def _chunk_curves(ws, betas, backend: str, num_iter: int, n=None):
     """
     m = _count(ws, n)
     kw = {"num_iter": num_iter} if backend == "lanczos" else {}
-    rows = [np.asarray(tap.least_eigenvalue(LayeredCouplings(tuple(jnp.asarray(w[i]) for w in ws)), betas,
-                                            backend, **kw)) for i in range(m)]
-    out = np.zeros((np.shape(ws[0])[0], np.shape(betas)[0]), rows[0].dtype)
-    out[:m] = rows
+    out = np.zeros((np.shape(ws[0])[0], np.shape(betas)[0]), np.dtype(jnp.dtype(betas.dtype).name))
+    for i in range(m):
+        out[i] = (np.asarray(tap.least_eigenvalue(LayeredCouplings(tuple(jnp.asarray(w[i]) for w in ws)),
+                                                  betas, backend, **kw))
+                  if need is None or need[i] else np.nan)
     return out
 
 
@@ -774,9 +785,13 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
         ref_backend = rres.info.get("backend") or ("dense" if c_ref.num_spins <= 1024 else "lanczos")
         betas = (ref_obj.grid_betas(rres) if ref_obj is not None
                  else ref_lib.beta_grid(beta_max, 64))
-        curve_arr = phases.run("curves", lambda *w, n: _chunk_curves(w, jnp.asarray(betas, dtype), ref_backend,
-                                                                     min(lanczos_iter, c_ref.num_spins), n),
-                               ws, T, batch_size)
+        # without stored curves, the grid method needs none for the row that is its own reference
+        # (β_c = β*, step 3)
+        need = np.array([curves or not (rres.kind == "init" and ref_obj is not None and i == reference_index)
+                         for i in idx])
+        curve_arr = phases.run("curves", lambda *a, n: _chunk_curves(a[:-1], jnp.asarray(betas, dtype), ref_backend,
+                                                                     min(lanczos_iter, c_ref.num_spins), n, a[-1]),
+                               ws + (need,), T, batch_size)
 
     # ---- 3. β_c by the recurrence root search (batched), then the no-crossing rule
     crossing = np.array(["yes"] * T, dtype=object)

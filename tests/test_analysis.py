@@ -170,7 +170,8 @@ def test_chunk_programs_serve_every_series_length(x64):
     kw = dict(dtype=jnp.float64, batch_size=4, progress=False, rtol=1e-6, keep_spectra=True)
     ref = Reference(kind="init", backend="dense")
     full = analysis.analyze(h, ref, **kw)
-    progs = (analysis._critical, analysis._bond, analysis._tap_matrices)
+    from tapjax import recurrence
+    progs = (recurrence._critical_beta_search, analysis._bond, analysis._tap_matrices)
     sizes = [f._cache_size() for f in progs]
     part = analysis.analyze(h, ref, indices=(1, 2), **kw)
     assert [f._cache_size() for f in progs] == sizes
