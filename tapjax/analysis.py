@@ -9,15 +9,21 @@ first β where :math:`\lambda_{\min}(I - M)` (eqs. 22–25) reaches the referenc
 reference). :func:`save_analysis` writes ``.npz`` (arrays), ``.json`` (table + metadata),
 ``.csv`` / ``_table.json`` (the table, for pandas) and ``_layers.csv``.
 
-**Batched compute.** The snapshots are stacked (``(T, N_{k-1}, N_k)`` per block) and every
-quantity is one compiled program applied chunk by chunk (a buffer of ``batch_size`` snapshots,
-a loop over its first n inside, :func:`_map_prefix`), so the number of compiled programs does not
+**Batched compute.** The snapshots are stacked (``(T, N_{k-1}, N_k)`` per block) and run chunk
+by chunk (a buffer of ``batch_size`` snapshots), so the number of compiled programs does not
 depend on T at all — a series of 1 and one of 1,000 snapshots run the same programs, and a short
-series computes no padding: the critical-β search (:func:`tapjax.recurrence.critical_beta_search` with the reference
-β* as the scan hint), Lanczos for λ_max(J) and its eigenvector, λ_min(R) and σ_max(W_k), and the
-dense spectrum of I − M at β_c for the level spacing (or, above ``dense_max_spins`` spins,
-:func:`tapjax.levels.level_spacing` when that module is present). The optional λ_min curves
-(``curves=True``, ``method="grid"``) run the reference curve's own kernel once per snapshot.
+series computes no padding:
+
+* one program per chunk, a loop over its first n snapshots inside (:func:`_map_prefix`): λ_max(J)
+  and its eigenvector (dense ``eigh`` up to ``linalg.DENSE_MAX_SPINS`` spins, else Lanczos), λ_min(R)
+  and the per-layer table, and the matrices I − M(β_c) whose dense spectra give the level spacing
+  (or, above ``dense_max_spins`` spins, :func:`tapjax.levels.level_spacing`);
+* one shared kernel per net, called once per snapshot: the critical-β search
+  (:func:`tapjax.recurrence.critical_beta_search`, reference β* as the scan hint; the same
+  kernel as every other caller of the search) and the optional λ_min curves (``curves=True`` or
+  ``method="grid"``: the reference curve's kernel). A search or a curve is many eigensolves or
+  PD tests, next to which one dispatch per snapshot is nothing, and a chunk program of their own
+  would be compiled once more per net shape for nobody else.
 
 **No-crossing rule** (one rule, recorded per row in ``crossing``):
 
