@@ -208,8 +208,9 @@ def _same_files(a, b):
 
 @pytest.mark.parametrize("kind", ["standard", "binarized"])
 def test_train_is_train_many_of_one_run_bit_for_bit(tmp_path, data, kind):
-    """One engine: ``train(cfg)`` and ``train_many([cfg])`` (vmapped program, R = 1) write the
-    same files bit for bit: same init, shuffles, step, loss sums, error counts and schedule."""
+    """One engine: ``train(cfg)`` and ``train_many([cfg])`` (R = 1: the one-run step on the run
+    axis' slice, traced hyperparameters and raw pixels) write the same files bit for bit: same
+    init, shuffles, step, loss sums, error counts and schedule."""
     import dataclasses
     from tapjax.multirun import train_many
     d = dataclasses.replace(data, x_train=data.x_train[:320], y_train=data.y_train[:320],
