@@ -787,14 +787,16 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     T = len(idx)
     betas = None
     curve_arr = None
+    # the shortcut β_c = β* only for a reference computed here from this snapshot: a
+    # precomputed ReferenceResult may come from other weights (then this row is searched)
+    own_reference = lambda i: rres.kind == "init" and ref_obj is not None and i == reference_index
     if curves or method == "grid":
         ref_backend = rres.info.get("backend") or ("dense" if c_ref.num_spins <= 1024 else "lanczos")
         betas = (ref_obj.grid_betas(rres) if ref_obj is not None
                  else ref_lib.beta_grid(beta_max, 64))
         # without stored curves, the grid method needs none for the row that is its own reference
         # (β_c = β*, step 3)
-        need = np.array([curves or not (rres.kind == "init" and ref_obj is not None and i == reference_index)
-                         for i in idx])
+        need = np.array([curves or not own_reference(i) for i in idx])
         curve_arr = phases.run("curves", lambda *a, n: _chunk_curves(a[:-1], jnp.asarray(betas, dtype), ref_backend,
                                                                      min(lanczos_iter, c_ref.num_spins), n, a[-1]),
                                ws + (need,), T, batch_size)
@@ -823,9 +825,7 @@ def analyze(source, reference: "str | Reference | ReferenceResult" = "auto", *, 
     t0 = time.monotonic()
     for row, i in enumerate(idx):
         st = SearchStatus(int(search_status[row]))
-        # the shortcut β_c = β* only for a reference computed here from this snapshot: a
-        # precomputed ReferenceResult may come from other weights (then this row is searched)
-        if rres.kind == "init" and ref_obj is not None and i == reference_index:
+        if own_reference(i):
             bc[row], crossing[row] = beta_star, "reference"
         elif st == SearchStatus.OUT_OF_RANGE and method != "grid":
             # β_max lies beyond the largest β at which β²·Σw² is representable (huge weights):
